@@ -1,0 +1,3 @@
+//! HTTP API: server, router, handlers.
+pub mod request;
+pub mod response;

@@ -1,0 +1,76 @@
+//! The build pipeline (design.md §5) and its pure parsers.
+//!
+//! `run_build` drives one job through a `ContainerRuntime`; everything it
+//! parses (make info, manifests, package errors, package changes, image tags)
+//! lives in pure functions next to it.
+
+use crate::config::Config;
+use crate::container::ContainerRuntime;
+use crate::models::{BuildRequest, Phase};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+/// One job as the worker hands it to the pipeline.
+#[derive(Debug, Clone)]
+pub struct BuildJob {
+    /// The job id: hash of the request as the client sent it.
+    pub request_hash: String,
+    /// The request after validation (profile resolved to its canonical id).
+    pub request: BuildRequest,
+    /// Store directory name: the hash recomputed after profile resolution.
+    pub bin_dir: String,
+    /// `{store_path}/{bin_dir}`; images are streamed here.
+    pub store_dir: PathBuf,
+}
+
+/// What a finished build contributes to the stored result.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSuccess {
+    /// profiles.json top level (minus `profiles`) + the built profile's keys +
+    /// `manifest`, `id`, `bin_dir`, `build_cmd_packages`, `build_at`.
+    pub result: Map<String, Value>,
+    pub build_cmd: Vec<String>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The request cannot be built (impossible packages, wrong revision, too
+    /// big, …): fail at once.
+    User,
+    /// Podman unreachable, pull failed for network reasons, …: retry.
+    Infrastructure,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildFailure {
+    pub kind: FailureKind,
+    /// Client-visible text, e.g. `Error: Impossible package selection: …`.
+    pub detail: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub build_cmd: Vec<String>,
+}
+
+/// Callbacks from the pipeline to the worker that runs it.
+pub trait Progress {
+    fn phase(&self, phase: Phase);
+}
+
+/// Run one build. The container is removed on every path.
+pub fn run_build(
+    _config: &Config,
+    _runtime: &dyn ContainerRuntime,
+    _worker_id: &str,
+    job: &BuildJob,
+    _progress: &dyn Progress,
+) -> Result<BuildSuccess, BuildFailure> {
+    Err(BuildFailure {
+        kind: FailureKind::User,
+        detail: format!("Error: pipeline not implemented for {}", job.request_hash),
+        stdout: String::new(),
+        stderr: String::new(),
+        build_cmd: Vec::new(),
+    })
+}

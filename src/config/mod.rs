@@ -1,0 +1,90 @@
+//! Effective configuration: built-in defaults → YAML/JSON file → `ASU_*` env.
+//!
+//! The struct is plain data shared read-only by every thread (`Arc<Config>`).
+//! Loading and validation live in `load.rs`; the built-in branch table in
+//! `branches.rs`.
+
+mod branches;
+mod load;
+
+pub use branches::{Branch, PackageChange, default_branches};
+pub use load::{ConfigError, ConfigSource, load, load_from};
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub server_host: String,
+    pub server_port: u16,
+    pub database_path: PathBuf,
+    pub public_path: PathBuf,
+    pub store_path: PathBuf,
+    pub upstream_url: String,
+    pub container_runtime: String,
+    pub container_socket_path: PathBuf,
+    pub imagebuilder_registry: String,
+    pub max_pending_jobs: u64,
+    pub job_timeout_seconds: u64,
+    pub build_ttl_seconds: u64,
+    pub failure_ttl_seconds: u64,
+    pub allow_defaults: bool,
+    pub worker_id: String,
+    pub worker_concurrent: usize,
+    pub worker_poll_seconds: u64,
+    /// Empty means: use the built-in package change rules.
+    pub package_changes_url: String,
+    pub log_level: String,
+    pub versioned_build_ttl_seconds: u64,
+    pub defaults_build_ttl_seconds: u64,
+    pub max_custom_rootfs_size_mb: u64,
+    pub max_defaults_length: usize,
+    pub repository_allow_list: Vec<String>,
+    pub cache_url: String,
+    pub container_network: String,
+    pub server_threads: usize,
+    pub cors_allow_origin: String,
+    /// Branch name → branch settings. Ordered by name for stable output;
+    /// version ordering is computed where it matters (overview `latest`).
+    pub branches: BTreeMap<String, Branch>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Config {
+            server_host: "0.0.0.0".into(),
+            server_port: 8080,
+            database_path: "./data/builder.db".into(),
+            public_path: "./public".into(),
+            store_path: "./public/store".into(),
+            upstream_url: "https://downloads.openwrt.org".into(),
+            container_runtime: "podman".into(),
+            container_socket_path: "/run/podman/podman.sock".into(),
+            imagebuilder_registry: "ghcr.io/openwrt/imagebuilder".into(),
+            max_pending_jobs: 200,
+            job_timeout_seconds: 600,
+            build_ttl_seconds: 86400,
+            failure_ttl_seconds: 3600,
+            allow_defaults: true,
+            worker_id: "worker-1".into(),
+            worker_concurrent: 4,
+            worker_poll_seconds: 5,
+            package_changes_url: String::new(),
+            log_level: "info".into(),
+            versioned_build_ttl_seconds: 604_800,
+            defaults_build_ttl_seconds: 1800,
+            max_custom_rootfs_size_mb: 1024,
+            max_defaults_length: 20480,
+            repository_allow_list: Vec::new(),
+            cache_url: String::new(),
+            container_network: "asu-build".into(),
+            server_threads: std::cmp::max(4, 2 * cores),
+            cors_allow_origin: "*".into(),
+            branches: default_branches(),
+        }
+    }
+}

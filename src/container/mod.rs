@@ -1,0 +1,153 @@
+//! Container runtime boundary. The build pipeline talks only to the
+//! `ContainerRuntime` trait; `podman` implements it over libpod's REST API,
+//! tests may implement it in-process.
+
+pub mod podman;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What the pipeline asks the runtime to create. Plain data; the Podman
+/// client maps it to a libpod SpecGenerator (cap_drop ALL, no_new_privileges
+/// and `init` are always applied there, not chosen per build).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Mount points that get a private tmpfs.
+    pub tmpfs: Vec<String>,
+    /// Network to attach; `None` means no network at all.
+    pub network: Option<String>,
+    /// The runtime kills the container after this many seconds.
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecRequest {
+    pub cmd: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
+    /// `None`: the image's default user (buildbot in ImageBuilder images).
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A file to place inside the container; `path` is relative to the
+/// destination directory given to `put_files`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileToPut {
+    pub path: String,
+    pub data: Vec<u8>,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Where `ensure_image` found the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageOrigin {
+    Pulled,
+    /// The registry could not be reached; a locally stored image is used.
+    LocalFallback,
+    AlreadyPresent,
+}
+
+#[derive(Debug)]
+pub enum ContainerError {
+    /// Nothing answers on the socket (missing, refused, dropped). Retryable.
+    Unreachable { socket: String, reason: String },
+    /// The image is neither pullable nor present locally.
+    ImageMissing { image: String, reason: String },
+    /// The API answered with an error status.
+    Api { status: u16, message: String },
+    /// An archive from the container tried to leave its directory, or was malformed.
+    UnsafeArchive(String),
+    /// Local I/O while streaming files (store directory, disk full, …).
+    Io(String),
+    /// A call took longer than its deadline.
+    Timeout(String),
+}
+
+impl ContainerError {
+    /// Infrastructure trouble that may go away on its own: worth a retry.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ContainerError::Unreachable { .. } | ContainerError::Timeout(_)
+        ) || matches!(self, ContainerError::Api { status, .. } if *status >= 500)
+    }
+}
+
+impl std::fmt::Display for ContainerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContainerError::Unreachable { socket, reason } => {
+                write!(f, "container runtime unreachable at {socket}: {reason}")
+            }
+            ContainerError::ImageMissing { image, reason } => {
+                write!(f, "image {image} could not be pulled: {reason}")
+            }
+            ContainerError::Api { status, message } => {
+                write!(f, "container API error {status}: {message}")
+            }
+            ContainerError::UnsafeArchive(s) => write!(f, "unsafe archive: {s}"),
+            ContainerError::Io(s) => write!(f, "I/O error: {s}"),
+            ContainerError::Timeout(s) => write!(f, "timeout: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for ContainerError {}
+
+pub trait ContainerRuntime: Send + Sync {
+    /// Liveness check; returns the runtime's version string.
+    fn ping(&self) -> Result<String, ContainerError>;
+    /// Pull `image`; when the registry is unreachable but the image is stored
+    /// locally, use that (and say so through the returned origin).
+    fn ensure_image(&self, image: &str) -> Result<ImageOrigin, ContainerError>;
+    /// Create the named bridge network unless it exists.
+    fn ensure_network(&self, name: &str) -> Result<(), ContainerError>;
+    /// Create a container; returns its id.
+    fn create(&self, spec: &ContainerSpec) -> Result<String, ContainerError>;
+    fn start(&self, id: &str) -> Result<(), ContainerError>;
+    /// Run a command to completion; output is capped at a sane size.
+    fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, ContainerError>;
+    /// Upload files under `dest_dir` (created when missing).
+    fn put_files(
+        &self,
+        id: &str,
+        dest_dir: &str,
+        files: &[FileToPut],
+    ) -> Result<(), ContainerError>;
+    /// Stream the *contents* of `src_dir` into local directory `dest`
+    /// (created when missing), never buffering whole files in memory.
+    /// Returns the number of bytes written.
+    fn copy_out(&self, id: &str, src_dir: &str, dest: &Path) -> Result<u64, ContainerError>;
+    /// SIGKILL; a container that is not running is not an error.
+    fn kill(&self, id: &str) -> Result<(), ContainerError>;
+    /// Force-remove with volumes and no grace period; an already removed
+    /// container is not an error.
+    fn remove(&self, id: &str) -> Result<(), ContainerError>;
+    /// All containers (any state) carrying `label` (`key` or `key=value`).
+    fn list_by_label(&self, label: &str) -> Result<Vec<ContainerInfo>, ContainerError>;
+}
+
+/// Labels every container of ours carries; orphan cleanup matches on the first.
+pub const LABEL_SERVICE: &str = "asu.builder";
+pub const LABEL_WORKER: &str = "asu.worker";
+pub const LABEL_JOB: &str = "asu.job";

@@ -1,0 +1,1 @@
+//! Podman client (to be written).

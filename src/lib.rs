@@ -1,0 +1,9 @@
+//! asu-builder: the OpenWrt Attended SysUpgrade API with builds on Podman.
+
+pub mod api;
+pub mod builder;
+pub mod config;
+pub mod container;
+pub mod db;
+pub mod models;
+pub mod upstream;

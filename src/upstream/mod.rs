@@ -1,0 +1,1 @@
+//! OpenWrt upstream metadata (to be written).
