@@ -5,5 +5,6 @@ pub mod builder;
 pub mod config;
 pub mod container;
 pub mod db;
+pub mod hash;
 pub mod models;
 pub mod upstream;

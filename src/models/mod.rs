@@ -1,6 +1,10 @@
 //! Plain data shared between layers: the build request as clients send it,
 //! job phases and statuses.
 
+mod parse;
+
+pub use parse::{FILESYSTEMS, FieldError, Limits, Unprocessable, parse_build_request};
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
