@@ -22,8 +22,18 @@ pub enum ConfigSource {
     Default,
 }
 
-pub fn load(_explicit: Option<&Path>) -> Result<Config, ConfigError> {
-    Ok(Config::default())
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("built-in defaults")
+    }
+}
+
+pub fn load(_explicit: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
+    Ok((Config::default(), ConfigSource::Default))
+}
+
+pub fn render_effective(_config: &Config) -> String {
+    String::new()
 }
 
 pub fn load_from(_file: Option<&Path>, _env: &[(String, String)]) -> Result<Config, ConfigError> {

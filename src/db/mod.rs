@@ -2,7 +2,9 @@
 //! and the queries every other module uses. Each thread owns its own
 //! `Connection`; WAL lets readers run beside the one writer.
 
+pub mod jobs;
 mod migrate;
+pub mod stats;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 

@@ -269,8 +269,8 @@ impl Collector<'_> {
             None => return false,
             Some(Value::Bool(b)) => Some(*b),
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(x) if x == 0.0 => Some(false),
-                Some(x) if x == 1.0 => Some(true),
+                Some(0.0) => Some(false),
+                Some(1.0) => Some(true),
                 _ => None,
             },
             Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {

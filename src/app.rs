@@ -1,0 +1,112 @@
+//! Wiring: database, upstream, queue, workers, janitor and HTTP server,
+//! started and stopped in the right order. `main` and the test tiers both
+//! start the service through here.
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::container::ContainerRuntime;
+use crate::db;
+use crate::queue::{self, Janitor, QueueShared};
+use crate::upstream::Upstream;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub enum StartError {
+    Db(db::DbError),
+    Store(std::path::PathBuf, std::io::Error),
+    Upstream(String),
+    Thread(std::io::Error),
+    Server(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Db(e) => write!(f, "{e}"),
+            StartError::Store(p, e) => {
+                write!(f, "cannot create store directory {}: {e}", p.display())
+            }
+            StartError::Upstream(e) => write!(f, "upstream metadata client: {e}"),
+            StartError::Thread(e) => write!(f, "cannot start threads: {e}"),
+            StartError::Server(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+pub struct App {
+    server: api::server::ServerHandle,
+    queue: Arc<QueueShared>,
+    workers: Vec<JoinHandle<()>>,
+    janitor: Janitor,
+}
+
+pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
+    let config = Arc::new(config);
+    let mut conn = db::open_and_migrate(&config.database_path).map_err(StartError::Db)?;
+    std::fs::create_dir_all(&config.store_path)
+        .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
+    let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
+        .map_err(|e| StartError::Upstream(e.to_string()))?;
+    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime));
+
+    match runtime.ping() {
+        Ok(v) => log::info!(
+            "container runtime answers at {} (version {v})",
+            config.container_socket_path.display()
+        ),
+        Err(e) => log::warn!("{e}; builds will wait and retry until it answers"),
+    }
+    // Anything still marked running under our worker id died with a
+    // previous process: requeue it and remove its containers.
+    let own_prefix = format!("{}/", config.worker_id);
+    queue::janitor::sweep(&queue, &mut conn, Some(&own_prefix));
+    drop(conn);
+
+    let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
+    let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
+    let state = Arc::new(AppState {
+        config: Arc::clone(&config),
+        upstream: Arc::new(upstream),
+        queue: Arc::clone(&queue),
+    });
+    let server = api::server::start(state).map_err(|e| StartError::Server(e.to_string()))?;
+    Ok(App {
+        server,
+        queue,
+        workers,
+        janitor,
+    })
+}
+
+impl App {
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Stop accepting and finish in-flight requests; give running builds
+    /// `grace` to finish, then abort them back into the queue.
+    pub fn shutdown(self, grace: Duration) {
+        self.server.shutdown();
+        self.queue.begin_shutdown();
+        let deadline = Instant::now() + grace;
+        while !self.queue.inflight.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !self.queue.inflight.is_empty() {
+            log::warn!(
+                "{} builds still running after the grace period; requeueing them",
+                self.queue.inflight.len()
+            );
+            self.queue.abort_running();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+        self.janitor.stop();
+    }
+}

@@ -1,0 +1,383 @@
+//! Queries over build_requests, build_jobs and build_results: the job queue
+//! lives entirely in SQLite so any process sharing the file can work it.
+
+use super::{DbError, now_ms};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub request_hash: String,
+    pub status: String,
+    pub imagebuilder_status: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub worker_id: Option<String>,
+    pub enqueued_at: String,
+    pub detail: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub build_cmd: Option<String>,
+    pub expires_at: Option<i64>,
+    pub request_json: String,
+    pub bin_dir: String,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
+    j.max_attempts, j.worker_id, j.enqueued_at, j.detail, j.stdout, j.stderr, j.build_cmd, \
+    j.expires_at, r.request_json, r.bin_dir";
+
+fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: row.get(0)?,
+        request_hash: row.get(1)?,
+        status: row.get(2)?,
+        imagebuilder_status: row.get(3)?,
+        attempts: row.get(4)?,
+        max_attempts: row.get(5)?,
+        worker_id: row.get(6)?,
+        enqueued_at: row.get(7)?,
+        detail: row.get(8)?,
+        stdout: row.get(9)?,
+        stderr: row.get(10)?,
+        build_cmd: row.get(11)?,
+        expires_at: row.get(12)?,
+        request_json: row.get(13)?,
+        bin_dir: row.get(14)?,
+    })
+}
+
+/// The stored 200 body of a result that has not expired.
+pub fn find_result(conn: &Connection, hash: &str, now: i64) -> Result<Option<String>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT result_json FROM build_results WHERE request_hash = ?1 AND expires_at > ?2",
+    )?;
+    Ok(stmt
+        .query_row(params![hash, now], |r| r.get(0))
+        .optional()?)
+}
+
+/// The job that decides what a client sees: an active one if any, else a
+/// failure still inside its failure TTL.
+pub fn find_visible_job(
+    conn: &Connection,
+    hash: &str,
+    now: i64,
+) -> Result<Option<JobRow>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM build_jobs j JOIN build_requests r USING (request_hash) \
+         WHERE j.request_hash = ?1 AND (j.status IN ('pending', 'running') \
+            OR (j.status = 'failed' AND j.expires_at > ?2)) \
+         ORDER BY (j.status IN ('pending', 'running')) DESC, j.id DESC LIMIT 1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt
+        .query_row(params![hash, now], job_from_row)
+        .optional()?)
+}
+
+pub fn job_by_id(conn: &Connection, id: i64) -> Result<Option<JobRow>, DbError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM build_jobs j JOIN build_requests r USING (request_hash) WHERE j.id = ?1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt.query_row(params![id], job_from_row).optional()?)
+}
+
+/// 0-based position among pending jobs, in claim order.
+pub fn queue_position(conn: &Connection, job_id: i64) -> Result<i64, DbError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT count(*) FROM build_jobs WHERE status = 'pending' AND id < ?1")?;
+    Ok(stmt.query_row(params![job_id], |r| r.get(0))?)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub pending: i64,
+    pub running: i64,
+}
+
+pub fn queue_counts(conn: &Connection) -> Result<QueueCounts, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'running'), 0) \
+         FROM build_jobs WHERE status IN ('pending', 'running')",
+    )?;
+    Ok(stmt.query_row([], |r| {
+        Ok(QueueCounts {
+            pending: r.get(0)?,
+            running: r.get(1)?,
+        })
+    })?)
+}
+
+/// What the queue needs to store for a new job.
+#[derive(Debug, Clone)]
+pub struct NewJob<'a> {
+    pub request_hash: &'a str,
+    pub request_json: &'a str,
+    pub bin_dir: &'a str,
+    pub version: &'a str,
+    pub target: &'a str,
+    pub profile: &'a str,
+    pub diff_packages: bool,
+    pub client: &'a str,
+    pub enqueued_at: &'a str,
+    pub max_pending: u64,
+    pub max_attempts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EnqueueOutcome {
+    Created(JobRow),
+    /// Another request inserted the same job first.
+    Existing(JobRow),
+    /// `max_pending` exceeded; carries the pending count.
+    Overloaded(i64),
+}
+
+/// Check-and-insert under one write lock, so identical concurrent POSTs
+/// create exactly one job (the partial unique index backs this up).
+pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome, DbError> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if let Some(existing) = find_visible_job(&tx, job.request_hash, now)?
+        .filter(|j| j.status == "pending" || j.status == "running")
+    {
+        return Ok(EnqueueOutcome::Existing(existing));
+    }
+    let pending: i64 = tx.query_row(
+        "SELECT count(*) FROM build_jobs WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    // The reference refuses once the queue is longer than the limit.
+    if pending > job.max_pending as i64 {
+        return Ok(EnqueueOutcome::Overloaded(pending));
+    }
+    tx.execute(
+        "INSERT INTO build_requests (request_hash, request_json, bin_dir, version, target, profile, \
+            diff_packages, client, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (request_hash) DO UPDATE SET request_json = excluded.request_json, \
+            bin_dir = excluded.bin_dir, client = excluded.client",
+        params![
+            job.request_hash,
+            job.request_json,
+            job.bin_dir,
+            job.version,
+            job.target,
+            job.profile,
+            job.diff_packages,
+            job.client,
+            now
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO build_jobs (request_hash, status, imagebuilder_status, max_attempts, \
+            enqueued_at, enqueued_ms) VALUES (?1, 'pending', 'queued', ?2, ?3, ?4)",
+        params![job.request_hash, job.max_attempts, job.enqueued_at, now],
+    )?;
+    let id = tx.last_insert_rowid();
+    let row = job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
+    tx.commit()?;
+    Ok(EnqueueOutcome::Created(row))
+}
+
+/// Atomically take the oldest claimable job and lease it to `worker`.
+pub fn claim(
+    conn: &mut Connection,
+    worker: &str,
+    lease_ms: i64,
+) -> Result<Option<JobRow>, DbError> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let id: Option<i64> = tx
+        .query_row(
+            "UPDATE build_jobs SET status = 'running', imagebuilder_status = 'init', worker_id = ?1, \
+                lease_expires_at = ?2, started_at = ?3, attempts = attempts + 1, detail = 'init' \
+             WHERE id = (SELECT id FROM build_jobs WHERE status = 'pending' AND not_before <= ?3 \
+                         ORDER BY id LIMIT 1) \
+             RETURNING id",
+            params![worker, now + lease_ms, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let job = match id {
+        Some(id) => job_by_id(&tx, id)?,
+        None => None,
+    };
+    tx.commit()?;
+    Ok(job)
+}
+
+pub fn set_phase(conn: &Connection, job_id: i64, phase: &str) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE build_jobs SET imagebuilder_status = ?2 WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![job_id, phase])?;
+    Ok(())
+}
+
+/// Extend the leases of jobs this process is running.
+pub fn renew_leases(
+    conn: &Connection,
+    worker_ids: &[(i64, String)],
+    until: i64,
+) -> Result<(), DbError> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE build_jobs SET lease_expires_at = ?3 WHERE id = ?1 AND worker_id = ?2 AND status = 'running'",
+    )?;
+    for (id, worker) in worker_ids {
+        stmt.execute(params![id, worker, until])?;
+    }
+    Ok(())
+}
+
+pub struct Completion<'a> {
+    pub job_id: i64,
+    pub request_hash: &'a str,
+    pub bin_dir: &'a str,
+    pub result_json: &'a str,
+    pub duration_s: f64,
+    pub expires_at: i64,
+}
+
+pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO build_results (request_hash, bin_dir, result_json, build_duration, \
+            finished_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            c.request_hash,
+            c.bin_dir,
+            c.result_json,
+            c.duration_s,
+            now,
+            c.expires_at
+        ],
+    )?;
+    tx.execute(
+        "UPDATE build_jobs SET status = 'completed', imagebuilder_status = 'done', detail = 'done', \
+            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1",
+        params![c.job_id, now, c.expires_at],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub struct Failure<'a> {
+    pub job_id: i64,
+    pub detail: &'a str,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub build_cmd: Option<&'a str>,
+    pub expires_at: i64,
+}
+
+pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE build_jobs SET status = 'failed', imagebuilder_status = 'failed', detail = ?2, \
+            stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
+            lease_expires_at = NULL WHERE id = ?1",
+    )?
+    .execute(params![
+        f.job_id,
+        f.detail,
+        f.stdout,
+        f.stderr,
+        f.build_cmd,
+        now_ms(),
+        f.expires_at
+    ])?;
+    Ok(())
+}
+
+/// Put a running job back in the queue, claimable from `not_before`.
+/// `refund` gives the attempt back (shutdown, not the job's fault).
+pub fn requeue(
+    conn: &Connection,
+    job_id: i64,
+    not_before: i64,
+    refund: bool,
+    note: &str,
+) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE build_jobs SET status = 'pending', imagebuilder_status = 'queued', worker_id = NULL, \
+            lease_expires_at = NULL, not_before = ?2, detail = ?4, \
+            attempts = CASE WHEN ?3 THEN max(attempts - 1, 0) ELSE attempts END \
+         WHERE id = ?1 AND status = 'running'",
+    )?
+    .execute(params![job_id, not_before, refund, note])?;
+    Ok(())
+}
+
+/// Jobs whose worker vanished (lease expired, or left by this worker id in
+/// a previous life): back to pending, or failed when out of attempts.
+/// Returns how many were requeued and failed.
+pub fn recover_abandoned(
+    conn: &mut Connection,
+    own_worker_prefix: Option<&str>,
+    failure_expires_at: i64,
+) -> Result<(usize, usize), DbError> {
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let pattern =
+        own_worker_prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
+    let abandoned = "status = 'running' AND (lease_expires_at < ?1 \
+        OR (?2 IS NOT NULL AND worker_id LIKE ?2 ESCAPE '\\'))";
+    let failed = tx.execute(
+        &format!(
+            "UPDATE build_jobs SET status = 'failed', imagebuilder_status = 'failed', \
+                detail = 'Error: the worker building this request stopped ' || attempts || ' times; giving up', \
+                finished_at = ?1, expires_at = ?3, lease_expires_at = NULL \
+             WHERE {abandoned} AND attempts >= max_attempts"
+        ),
+        params![now, pattern, failure_expires_at],
+    )?;
+    let requeued = tx.execute(
+        &format!(
+            "UPDATE build_jobs SET status = 'pending', imagebuilder_status = 'queued', worker_id = NULL, \
+                lease_expires_at = NULL, not_before = 0 WHERE {abandoned}"
+        ),
+        params![now, pattern],
+    )?;
+    tx.commit()?;
+    Ok((requeued, failed))
+}
+
+/// Delete expired results and failures; returns store directories that no
+/// live result references any more (the caller removes them from disk).
+pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, DbError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let bin_dirs: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT DISTINCT bin_dir FROM build_results WHERE expires_at <= ?1 \
+             AND bin_dir NOT IN (SELECT bin_dir FROM build_results WHERE expires_at > ?1)",
+        )?;
+        stmt.query_map(params![now], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    tx.execute(
+        "DELETE FROM build_results WHERE expires_at <= ?1",
+        params![now],
+    )?;
+    tx.execute(
+        "DELETE FROM build_jobs WHERE status IN ('completed', 'failed') AND expires_at <= ?1",
+        params![now],
+    )?;
+    tx.execute(
+        "DELETE FROM build_requests WHERE request_hash NOT IN (SELECT request_hash FROM build_jobs) \
+         AND request_hash NOT IN (SELECT request_hash FROM build_results)",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(bin_dirs)
+}
+
+/// Hashes of jobs currently running under a worker id starting with `prefix`.
+pub fn running_hashes(conn: &Connection) -> Result<Vec<String>, DbError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT request_hash FROM build_jobs WHERE status = 'running'")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

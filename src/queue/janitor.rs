@@ -1,0 +1,161 @@
+//! The janitor thread: renews leases of running builds, expires results and
+//! failures (rows and store directories), requeues jobs whose worker died,
+//! and removes containers labelled as ours that no running job owns.
+
+use super::{LEASE, LEASE_RENEW, QueueShared};
+use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
+use crate::db::{self, jobs};
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::Connection;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often expiry, lease recovery and orphan cleanup run.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+pub struct Janitor {
+    stop: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl Janitor {
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.handle.join();
+    }
+}
+
+pub fn spawn_janitor(shared: &Arc<QueueShared>) -> std::io::Result<Janitor> {
+    let (stop, stop_rx) = crossbeam_channel::bounded(1);
+    let shared = Arc::clone(shared);
+    let handle = std::thread::Builder::new()
+        .name("janitor".into())
+        .spawn(move || janitor_loop(&shared, &stop_rx))?;
+    Ok(Janitor { stop, handle })
+}
+
+fn janitor_loop(shared: &QueueShared, stop: &Receiver<()>) {
+    let mut conn = match db::open(&shared.config.database_path) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("janitor: {e}; leases, expiry and cleanup are not running");
+            return;
+        }
+    };
+    let mut last_sweep = Instant::now();
+    loop {
+        match stop.recv_timeout(LEASE_RENEW) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        renew_leases(shared, &conn);
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            sweep(shared, &mut conn, None);
+            last_sweep = Instant::now();
+        }
+    }
+}
+
+fn renew_leases(shared: &QueueShared, conn: &Connection) {
+    let running: Vec<(i64, String)> = shared
+        .inflight
+        .snapshot()
+        .into_iter()
+        .map(|j| (j.job_id, j.worker))
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    let until = db::now_ms() + LEASE.as_millis() as i64;
+    if let Err(e) = jobs::renew_leases(conn, &running, until) {
+        log::warn!("janitor: renewing {} leases failed: {e}", running.len());
+    }
+}
+
+/// One pass of recovery and expiry. At start-up `own_prefix` is this
+/// process's worker id: anything still marked running under it is left over
+/// from a previous life (kill -9, power loss) and goes back to the queue.
+pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&str>) {
+    let config = &shared.config;
+    let failure_expiry = db::now_ms() + config.failure_ttl_seconds as i64 * 1000;
+    match jobs::recover_abandoned(conn, own_prefix, failure_expiry) {
+        Ok((0, 0)) => {}
+        Ok((requeued, failed)) => {
+            log::warn!(
+                "recovered abandoned jobs: {requeued} back in the queue, {failed} failed after too many attempts"
+            );
+            if requeued > 0 {
+                shared.wake();
+            }
+        }
+        Err(e) => log::warn!("janitor: recovering abandoned jobs failed: {e}"),
+    }
+    match jobs::delete_expired(conn, db::now_ms()) {
+        Ok(dirs) => {
+            for dir in dirs {
+                remove_store_dir(&config.store_path, &dir);
+            }
+        }
+        Err(e) => log::warn!("janitor: expiring results failed: {e}"),
+    }
+    remove_orphan_containers(shared, conn);
+}
+
+/// Only a plain hash-named directory directly under the store is removed.
+fn remove_store_dir(store: &Path, bin_dir: &str) {
+    if bin_dir.is_empty() || !bin_dir.chars().all(|c| c.is_ascii_hexdigit()) {
+        log::warn!("janitor: refusing to remove odd store directory name {bin_dir:?}");
+        return;
+    }
+    let path = store.join(bin_dir);
+    match std::fs::remove_dir_all(&path) {
+        Ok(()) => log::debug!("expired {}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("janitor: could not remove {}: {e}", path.display()),
+    }
+}
+
+fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
+    let containers = match shared.runtime.list_by_label(LABEL_SERVICE) {
+        Ok(c) => c,
+        Err(e) => {
+            log::debug!("janitor: listing containers failed: {e}");
+            return;
+        }
+    };
+    if containers.is_empty() {
+        return;
+    }
+    let running: HashSet<String> = match jobs::running_hashes(conn) {
+        Ok(h) => h.into_iter().collect(),
+        Err(e) => {
+            log::warn!("janitor: reading running jobs failed: {e}");
+            return;
+        }
+    };
+    let own_prefix = format!("{}/", shared.config.worker_id);
+    for c in containers {
+        let job = c.labels.get(LABEL_JOB).cloned().unwrap_or_default();
+        let worker = c.labels.get(LABEL_WORKER).cloned().unwrap_or_default();
+        let ours = worker.starts_with(&own_prefix);
+        let owned = if ours {
+            shared.inflight.contains_hash(&job)
+        } else {
+            running.contains(&job)
+        };
+        if owned {
+            continue;
+        }
+        log::warn!(
+            "removing orphaned build container {} (job {job}, worker {worker})",
+            c.name
+        );
+        let _ = shared.runtime.kill(&c.id);
+        if let Err(e) = shared.runtime.remove(&c.id) {
+            log::warn!("janitor: removing container {} failed: {e}", c.name);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The job queue: enqueue rules, worker threads that claim jobs from SQLite
+//! and run the pipeline, and the janitor that expires results, renews leases
+//! and recovers what crashed.
+
+mod inflight;
+pub mod janitor;
+mod worker;
+
+pub use inflight::InFlight;
+pub use janitor::{Janitor, spawn_janitor};
+pub use worker::spawn_workers;
+
+use crate::config::Config;
+use crate::container::ContainerRuntime;
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long a claimed job stays ours without a renewal. The janitor renews
+/// every `LEASE_RENEW`, so only a dead process lets it run out.
+pub const LEASE: Duration = Duration::from_secs(60);
+pub const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// Attempts for infrastructure failures before a job fails for good.
+pub const MAX_ATTEMPTS: i64 = 4;
+
+/// Everything the workers and the janitor share.
+pub struct QueueShared {
+    pub config: Arc<Config>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub inflight: InFlight,
+    pub stopping: AtomicBool,
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
+}
+
+impl QueueShared {
+    pub fn new(config: Arc<Config>, runtime: Arc<dyn ContainerRuntime>) -> Arc<QueueShared> {
+        // Bounded: a burst of enqueues needs only as many tokens as workers.
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1024);
+        Arc::new(QueueShared {
+            config,
+            runtime,
+            inflight: InFlight::default(),
+            stopping: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        })
+    }
+
+    /// Tell an idle worker there is work; never blocks.
+    pub fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Stop claiming new jobs and wake every idle worker so it notices.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for _ in 0..self.config.worker_concurrent {
+            let _ = self.wake_tx.try_send(());
+        }
+    }
+
+    /// Abort the builds still running: their containers are removed, the
+    /// pipelines return, and the workers put the jobs back in the queue.
+    pub fn abort_running(&self) {
+        for job in self.inflight.snapshot() {
+            self.inflight.mark_aborted(job.job_id);
+            let label = format!("{}={}", crate::container::LABEL_JOB, job.request_hash);
+            match self.runtime.list_by_label(&label) {
+                Ok(containers) => {
+                    for c in containers {
+                        let _ = self.runtime.kill(&c.id);
+                        if let Err(e) = self.runtime.remove(&c.id) {
+                            log::warn!(
+                                "could not remove container {} of job {}: {e}",
+                                c.id,
+                                job.request_hash
+                            );
+                        }
+                    }
+                }
+                Err(e) => log::warn!("could not list containers of job {}: {e}", job.request_hash),
+            }
+        }
+    }
+
+    pub(crate) fn wake_receiver(&self) -> &Receiver<()> {
+        &self.wake_rx
+    }
+}
+
+/// Result TTL by request kind, as the reference chooses it.
+pub fn result_ttl_seconds(config: &Config, req: &crate::models::BuildRequest) -> u64 {
+    if req.defaults.as_deref().is_some_and(|d| !d.is_empty()) {
+        config.defaults_build_ttl_seconds
+    } else if !req.packages_versions.is_empty() {
+        config.versioned_build_ttl_seconds
+    } else {
+        config.build_ttl_seconds
+    }
+}
+
+/// ISO time for `enqueued_at`, microseconds like the reference.
+pub fn iso_now() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
