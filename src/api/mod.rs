@@ -101,11 +101,9 @@ impl<'a> Handler<'a> {
                 metadata::route_json(config, &state.upstream, &req.path).unwrap_or_else(not_found)
             }
             ["store", ..] => {
-                let rest = req
-                    .path
-                    .trim_start_matches('/')
-                    .trim_start_matches("store/");
-                store::serve_store(&config.store_path, rest, req.header("Range"), false)
+                let rest = req.path.strip_prefix("/store/").unwrap_or("");
+                let head = req.method == Method::Head;
+                store::serve_store(&config.store_path, rest, req.header("Range"), head)
             }
             _ => not_found(),
         }

@@ -8,7 +8,7 @@ mod branches;
 mod load;
 
 pub use branches::{Branch, PackageChange, default_branches};
-pub use load::{ConfigError, ConfigSource, load, load_from, render_effective};
+pub use load::{ConfigError, ConfigSource, Origin, load, load_from, render_effective};
 
 use serde::Serialize;
 use std::collections::BTreeMap;

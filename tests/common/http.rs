@@ -1,0 +1,92 @@
+//! A small blocking HTTP client for tests (ureq, statuses as values).
+
+use std::time::Duration;
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn collect(resp: ureq::http::Response<ureq::Body>) -> Reply {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(512 * 1024 * 1024)
+        .read_to_vec()
+        .unwrap_or_default();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub fn get(url: &str) -> Reply {
+    collect(agent().get(url).call().expect("GET failed"))
+}
+
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.call().expect("GET failed"))
+}
+
+pub fn head(url: &str) -> Reply {
+    collect(agent().head(url).call().expect("HEAD failed"))
+}
+
+pub fn post_json(url: &str, body: &str) -> Reply {
+    post_with(url, body, &[("Content-Type", "application/json")])
+}
+
+pub fn post_with(url: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.send(body.as_bytes()).expect("POST failed"))
+}
+
+pub fn options(url: &str) -> Reply {
+    collect(agent().options(url).call().expect("OPTIONS failed"))
+}

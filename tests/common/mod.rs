@@ -1,0 +1,5 @@
+//! Shared pieces of the test tiers. Each test binary uses a different subset.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod testapp;
