@@ -88,6 +88,14 @@ impl App {
         self.server.addr()
     }
 
+    /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)
+    /// instead of waiting for the next tick.
+    pub fn sweep_now(&self) -> Result<(), db::DbError> {
+        let mut conn = db::open(&self.queue.config.database_path)?;
+        queue::janitor::sweep(&self.queue, &mut conn, None);
+        Ok(())
+    }
+
     /// Stop accepting and finish in-flight requests; give running builds
     /// `grace` to finish, then abort them back into the queue.
     pub fn shutdown(self, grace: Duration) {

@@ -1,12 +1,300 @@
-//! STUB — replaced by the upstream helper's module.
+//! Checks a build request against the server settings and upstream metadata
+//! before it is queued, in the reference's order and with its exact texts
+//! (`validate_request` in asu/routers/api.py). On success the request is
+//! normalised: `packages` is taken from `packages_versions` when given, `+`
+//! prefixes dropped, and `profile` is the canonical profile id.
+
+use crate::api::response::Response;
 use crate::config::Config;
 use crate::models::BuildRequest;
-use crate::upstream::Upstream;
+use crate::upstream::{Freshness, Upstream, UpstreamError, versions};
+use serde_json::Value;
+use std::fmt;
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValidationError {
+    /// The request is not acceptable: 400 with this `detail`.
+    Invalid(String),
+    /// Upstream metadata needed to decide was unavailable (and nothing was
+    /// cached): 502/504 rather than blaming the client.
+    Upstream(UpstreamError),
+}
+
+impl ValidationError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ValidationError::Invalid(_) => 400,
+            ValidationError::Upstream(e) => e.http_status(),
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            ValidationError::Invalid(d) => d.clone(),
+            ValidationError::Upstream(e) => e.to_string(),
+        }
+    }
+
+    /// `{"detail": …, "status": …}` as the reference answers a 400.
+    pub fn to_response(&self) -> Response {
+        Response::error(self.status(), &self.detail())
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail())
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+impl From<UpstreamError> for ValidationError {
+    fn from(e: UpstreamError) -> Self {
+        ValidationError::Upstream(e)
+    }
+}
+
+fn invalid(detail: String) -> Result<(), ValidationError> {
+    log::info!("validation failure: {detail}");
+    Err(ValidationError::Invalid(detail))
+}
+
+/// The only distribution the ImageBuilders serve.
+const DISTROS: &[&str] = &["openwrt"];
+
+/// The brief's signature: `Err` is a 400 `detail`. Upstream outages also
+/// come back as text here; prefer [`check_request`], which keeps them apart
+/// so they can be answered with 502/504.
 pub fn validate_request(
-    _config: &Config,
-    _upstream: &Upstream,
-    _req: &mut BuildRequest,
+    config: &Config,
+    upstream: &Upstream,
+    req: &mut BuildRequest,
 ) -> Result<(), String> {
-    Ok(())
+    check_request(config, upstream, req).map_err(|e| e.detail())
+}
+
+/// Validate and normalise `req`; see the module comment.
+pub fn check_request(
+    config: &Config,
+    upstream: &Upstream,
+    req: &mut BuildRequest,
+) -> Result<(), ValidationError> {
+    if req.defaults.as_deref().is_some_and(|d| !d.is_empty()) && !config.allow_defaults {
+        return invalid("Handling `defaults` not enabled on server".into());
+    }
+
+    for value in req.repositories.values() {
+        let allowed = value
+            .as_str()
+            .is_some_and(|u| url_allowed(u, &config.repository_allow_list));
+        if !allowed {
+            let shown = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            return invalid(format!("Repository not allowed: {shown}"));
+        }
+    }
+
+    if !DISTROS.contains(&req.distro.as_str()) {
+        return invalid(format!("Unsupported distro: {}", req.distro));
+    }
+
+    let branches = &config.branches;
+    if !branches.contains_key(&versions::branch_name(branches, &req.version)) {
+        return invalid(format!("Unsupported branch: {}", req.version));
+    }
+
+    if !version_supported(upstream, &req.version)? {
+        return invalid(format!("Unsupported version: {}", req.version));
+    }
+
+    // The package list the build uses: packages_versions keys win.
+    let names: Vec<String> = if req.packages_versions.is_empty() {
+        std::mem::take(&mut req.packages)
+    } else {
+        req.packages_versions.keys().cloned().collect()
+    };
+    req.packages = names
+        .into_iter()
+        .map(|p| p.strip_prefix('+').map(str::to_owned).unwrap_or(p))
+        .collect();
+
+    let Some(version_path) = versions::version_path(branches, &req.version) else {
+        // Unreachable: the branch exists (checked above).
+        return invalid(format!("Unsupported branch: {}", req.version));
+    };
+
+    let has_target = |f| -> Result<bool, UpstreamError> {
+        Ok(upstream
+            .targets_with(&version_path, f)?
+            .contains_key(&req.target))
+    };
+    if !has_target(Freshness::Cached)? && !has_target(Freshness::Recheck)? {
+        return invalid(format!(
+            "Unsupported target: {}. The requested target was either dropped, is still \
+             being built or is not supported by the selected version. Please check the \
+             forums or try again later.",
+            req.target
+        ));
+    }
+
+    // Clients may still send board names with commas (old LuCI).
+    req.profile = req.profile.replace(',', "_");
+    let resolve = |f| -> Result<Option<String>, UpstreamError> {
+        Ok(upstream
+            .profiles_with(&version_path, &req.target, f)?
+            .and_then(|idx| idx.resolve(&req.profile).map(str::to_owned)))
+    };
+    let canonical = match resolve(Freshness::Cached)? {
+        Some(id) => Some(id),
+        None => resolve(Freshness::Recheck)?,
+    };
+    match canonical {
+        Some(id) => {
+            req.profile = id;
+            Ok(())
+        }
+        None => invalid(format!(
+            "Unsupported profile: {}. The requested profile was either dropped or never \
+             existed. Please check the forums for more information.",
+            req.profile
+        )),
+    }
+}
+
+/// Snapshot versions of enabled branches need no upstream list; everything
+/// else must be in `.versions.json` (re-read once when missing).
+fn version_supported(upstream: &Upstream, version: &str) -> Result<bool, UpstreamError> {
+    let branches = &upstream.config().branches;
+    if versions::snapshot_versions(branches)
+        .iter()
+        .any(|v| v == version)
+    {
+        return Ok(true);
+    }
+    if upstream.versions_with(Freshness::Cached)?.contains(version) {
+        return Ok(true);
+    }
+    Ok(upstream
+        .versions_with(Freshness::Recheck)?
+        .contains(version))
+}
+
+/// Whether a client repository URL lies under an allow-list entry: same
+/// scheme (http/https), host and port, no userinfo, and a path strictly below
+/// the entry's path on a segment boundary. An empty list allows nothing.
+/// Raw whitespace/control characters are refused (the URL ends up in
+/// repository config files). Same rules as `builder::repos::url_allowed`,
+/// which this copy stands in for until that module is merged.
+fn url_allowed(candidate: &str, allow_list: &[String]) -> bool {
+    if candidate
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    let Ok(url) = url::Url::parse(candidate) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.host_str().is_none()
+    {
+        return false;
+    }
+    allow_list.iter().any(|entry| {
+        let Ok(allowed) = url::Url::parse(entry) else {
+            return false;
+        };
+        let prefix = format!("{}/", allowed.path().trim_end_matches('/'));
+        allowed.scheme() == url.scheme()
+            && allowed.host_str() == url.host_str()
+            && allowed.port_or_known_default() == url.port_or_known_default()
+            && url.path().starts_with(&prefix)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_allowed;
+
+    fn list(entries: &[&str]) -> Vec<String> {
+        entries.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn empty_list_allows_nothing() {
+        assert!(!url_allowed("https://example.com/repo", &[]));
+    }
+
+    #[test]
+    fn reference_cases() {
+        let allow = list(&["https://downloads.openwrt.org"]);
+        assert!(url_allowed(
+            "https://downloads.openwrt.org/releases/23.05",
+            &allow
+        ));
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org.evil.com/packages",
+            &allow
+        ));
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org@evil.com/packages",
+            &allow
+        ));
+        assert!(!url_allowed(
+            "http://downloads.openwrt.org/releases",
+            &allow
+        ));
+        let allow = list(&["https://downloads.openwrt.org/releases"]);
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org/snapshots",
+            &allow
+        ));
+        assert!(url_allowed(
+            "https://downloads.openwrt.org/releases/23.05",
+            &allow
+        ));
+    }
+
+    #[test]
+    fn stricter_than_the_reference() {
+        let allow = list(&["https://downloads.openwrt.org/releases/"]);
+        // Segment boundary, not a string prefix.
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org/releases-evil/x",
+            &allow
+        ));
+        // Dot segments are resolved before comparing.
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org/releases/../evil",
+            &allow
+        ));
+        // Userinfo on the right host is still refused.
+        assert!(!url_allowed(
+            "https://user:pw@downloads.openwrt.org/releases/x",
+            &allow
+        ));
+        // Ports must agree (default port spelled out is the same port).
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org:8443/releases/x",
+            &allow
+        ));
+        assert!(url_allowed(
+            "https://downloads.openwrt.org:443/releases/x",
+            &allow
+        ));
+        assert!(!url_allowed(
+            "ftp://downloads.openwrt.org/releases/x",
+            &allow
+        ));
+        assert!(!url_allowed("not a url", &allow));
+        assert!(!url_allowed(
+            "https://downloads.openwrt.org/releases/x\nsrc/gz evil http://e",
+            &allow
+        ));
+    }
 }

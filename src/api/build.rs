@@ -9,7 +9,7 @@ use crate::db::{self, DbError, jobs, stats};
 use crate::hash::request_hash;
 use crate::models::{BuildRequest, Limits, parse_build_request};
 use crate::queue;
-use crate::validate::validate_request;
+use crate::validate::check_request;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
@@ -180,9 +180,9 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     record(conn, stats::CACHE_MISS, &event);
 
     let mut validated = build.clone();
-    if let Err(detail) = validate_request(config, &state.upstream, &mut validated) {
-        log::info!("validation failure for {hash}: {detail}");
-        return Response::error(400, &detail);
+    if let Err(e) = check_request(config, &state.upstream, &mut validated) {
+        log::info!("validation failure for {hash}: {}", e.detail());
+        return e.to_response();
     }
     let bin_dir = request_hash(&validated);
     let request_json = serde_json::to_string(&validated).unwrap_or_default();
