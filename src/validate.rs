@@ -4,6 +4,7 @@
 //! normalised: `packages` is taken from `packages_versions` when given, `+`
 //! prefixes dropped, and `profile` is the canonical profile id.
 
+use crate::builder::repos::url_allowed;
 use crate::api::response::Response;
 use crate::config::Config;
 use crate::models::BuildRequest;
@@ -182,44 +183,9 @@ fn version_supported(upstream: &Upstream, version: &str) -> Result<bool, Upstrea
         .contains(version))
 }
 
-/// Whether a client repository URL lies under an allow-list entry: same
-/// scheme (http/https), host and port, no userinfo, and a path strictly below
-/// the entry's path on a segment boundary. An empty list allows nothing.
-/// Raw whitespace/control characters are refused (the URL ends up in
-/// repository config files). Same rules as `builder::repos::url_allowed`,
-/// which this copy stands in for until that module is merged.
-fn url_allowed(candidate: &str, allow_list: &[String]) -> bool {
-    if candidate
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return false;
-    }
-    let Ok(url) = url::Url::parse(candidate) else {
-        return false;
-    };
-    if !matches!(url.scheme(), "http" | "https")
-        || !url.username().is_empty()
-        || url.password().is_some()
-        || url.host_str().is_none()
-    {
-        return false;
-    }
-    allow_list.iter().any(|entry| {
-        let Ok(allowed) = url::Url::parse(entry) else {
-            return false;
-        };
-        let prefix = format!("{}/", allowed.path().trim_end_matches('/'));
-        allowed.scheme() == url.scheme()
-            && allowed.host_str() == url.host_str()
-            && allowed.port_or_known_default() == url.port_or_known_default()
-            && url.path().starts_with(&prefix)
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::url_allowed;
+    use crate::builder::repos::url_allowed;
 
     fn list(entries: &[&str]) -> Vec<String> {
         entries.iter().map(|s| s.to_string()).collect()

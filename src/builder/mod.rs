@@ -3,6 +3,26 @@
 //! `run_build` drives one job through a `ContainerRuntime`; everything it
 //! parses (make info, manifests, package errors, package changes, image tags)
 //! lives in pure functions next to it.
+//!
+//! - `tag`: ImageBuilder image name, snapshot/branch helpers
+//! - `info`: `make info` parsing and the revision check
+//! - `changes`: package changes (service or built-in rules)
+//! - `packages`: package diff, packages hash, manifests, package errors
+//! - `repos`: repository files, allow list, keys, defaults script
+//! - `result`: profiles.json → stored result, image checksums
+//! - `sign`: optional image signing with a build key
+//! - `pipeline`: `run_build` itself
+
+pub mod changes;
+pub mod info;
+pub mod packages;
+mod pipeline;
+pub mod repos;
+pub mod result;
+pub mod sign;
+pub mod tag;
+
+pub use pipeline::{container_name, container_spec, image_cmd, manifest_cmd};
 
 use crate::config::Config;
 use crate::container::ContainerRuntime;
@@ -59,18 +79,16 @@ pub trait Progress {
 }
 
 /// Run one build. The container is removed on every path.
+///
+/// Phases reported: `Init`, `ContainerSetup`, `ValidateRevision`,
+/// `ValidateManifest`, `BuildingImage`, `SigningImages` (only with a build
+/// key) and `Done`; setting `Failed` or re-queueing is the worker's call.
 pub fn run_build(
-    _config: &Config,
-    _runtime: &dyn ContainerRuntime,
-    _worker_id: &str,
+    config: &Config,
+    runtime: &dyn ContainerRuntime,
+    worker_id: &str,
     job: &BuildJob,
-    _progress: &dyn Progress,
+    progress: &dyn Progress,
 ) -> Result<BuildSuccess, BuildFailure> {
-    Err(BuildFailure {
-        kind: FailureKind::User,
-        detail: format!("Error: pipeline not implemented for {}", job.request_hash),
-        stdout: String::new(),
-        stderr: String::new(),
-        build_cmd: Vec::new(),
-    })
+    pipeline::run(config, runtime, worker_id, job, progress)
 }

@@ -1,6 +1,7 @@
 //! Shared pieces of the test tiers. Each test binary uses a different subset.
 #![allow(dead_code)]
 
+pub mod fake_runtime;
 pub mod fake_upstream;
 pub mod http;
 pub mod testapp;

@@ -1,0 +1,639 @@
+//! `run_build`: the reference server's build.py, step by step, through the
+//! `ContainerRuntime` trait (design.md §5).
+
+use super::changes::{self, Context};
+use super::info::{self, ImageBuilderInfo};
+use super::packages;
+use super::repos;
+use super::result;
+use super::sign;
+use super::tag;
+use super::{BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
+use crate::config::Config;
+use crate::container::{
+    ContainerError, ContainerRuntime, ContainerSpec, ExecOutput, ExecRequest, LABEL_JOB,
+    LABEL_SERVICE, LABEL_WORKER,
+};
+use crate::models::Phase;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// The working directory of ImageBuilder images.
+const WORKDIR: &str = "/builder";
+/// Exit status of a process killed by SIGKILL (container killed or removed).
+const KILLED: i64 = 137;
+
+/// Podman container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn container_name(request_hash: &str, worker_id: &str) -> String {
+    let short: String = request_hash.chars().take(16).collect();
+    format!("asu-{short}-{worker_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The container a job runs in: it only sleeps; every step is an exec.
+pub fn container_spec(
+    config: &Config,
+    worker_id: &str,
+    job: &BuildJob,
+    image: &str,
+) -> ContainerSpec {
+    let req = &job.request;
+    let mut spec = ContainerSpec {
+        name: container_name(&job.request_hash, worker_id),
+        image: image.to_owned(),
+        command: vec!["sleep".into(), config.job_timeout_seconds.to_string()],
+        tmpfs: vec![format!("{WORKDIR}/{}", job.bin_dir)],
+        network: (!config.container_network.is_empty()).then(|| config.container_network.clone()),
+        timeout_seconds: config.job_timeout_seconds,
+        ..ContainerSpec::default()
+    };
+    spec.labels.insert(LABEL_SERVICE.into(), "1".into());
+    spec.labels.insert(LABEL_WORKER.into(), worker_id.into());
+    spec.labels
+        .insert(LABEL_JOB.into(), job.request_hash.clone());
+    if tag::is_snapshot_build(&req.version) {
+        spec.env.insert("TARGET".into(), req.target.clone());
+        spec.env.insert(
+            "VERSION_PATH".into(),
+            tag::version_path(config, &req.version),
+        );
+    }
+    spec
+}
+
+/// `make manifest` argv.
+pub fn manifest_cmd(profile: &str, packages: &[String]) -> Vec<String> {
+    vec![
+        "make".into(),
+        "manifest".into(),
+        format!("PROFILE={profile}"),
+        format!("PACKAGES={}", packages.join(" ")),
+        "STRIP_ABI=1".into(),
+    ]
+}
+
+/// `make image` argv; also the `build_cmd` clients see.
+pub fn image_cmd(
+    job: &BuildJob,
+    packages: &[String],
+    manifest: &Map<String, Value>,
+) -> Vec<String> {
+    let req = &job.request;
+    let hash = packages::packages_hash(manifest.keys().map(String::as_str));
+    let mut cmd = vec![
+        "make".into(),
+        "image".into(),
+        format!("PROFILE={}", req.profile),
+        format!("PACKAGES={}", packages.join(" ")),
+        format!("EXTRA_IMAGE_NAME={}", &hash[..12]),
+        format!("BIN_DIR={WORKDIR}/{}", job.bin_dir),
+    ];
+    if req.defaults.as_deref().is_some_and(|d| !d.is_empty()) {
+        cmd.push(repos::FILES_ARG.into());
+    }
+    if let Some(size) = req.rootfs_size_mb.filter(|s| *s > 0) {
+        cmd.push(format!("ROOTFS_PARTSIZE={size}"));
+    }
+    if let Some(fs) = req.filesystem.as_deref().filter(|f| !f.is_empty()) {
+        cmd.push(format!("ROOTFS_FILESYSTEM={fs}"));
+    }
+    cmd
+}
+
+/// Removes the container when dropped, so no path (error, early return,
+/// panic) leaves it behind. `remove` is idempotent.
+struct ContainerGuard<'a> {
+    runtime: &'a dyn ContainerRuntime,
+    id: String,
+    removed: bool,
+}
+
+impl ContainerGuard<'_> {
+    fn remove(&mut self) {
+        if std::mem::replace(&mut self.removed, true) {
+            return;
+        }
+        if let Err(e) = self.runtime.remove(&self.id) {
+            // The janitor removes labelled orphans later.
+            log::warn!("could not remove container {}: {e}", self.id);
+        }
+    }
+}
+
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// State of one run: the output of the last main step travels into any
+/// failure.
+struct Build<'a> {
+    config: &'a Config,
+    runtime: &'a dyn ContainerRuntime,
+    job: &'a BuildJob,
+    progress: &'a dyn Progress,
+    stdout: String,
+    stderr: String,
+    build_cmd: Vec<String>,
+}
+
+/// What the in-container part hands back.
+struct Built {
+    manifest: Map<String, Value>,
+    build_cmd_packages: Vec<String>,
+}
+
+impl<'a> Build<'a> {
+    fn fail(&self, kind: FailureKind, msg: impl std::fmt::Display) -> BuildFailure {
+        BuildFailure {
+            kind,
+            detail: format!("Error: {msg}"),
+            stdout: self.stdout.clone(),
+            stderr: self.stderr.clone(),
+            build_cmd: self.build_cmd.clone(),
+        }
+    }
+
+    fn user(&self, msg: impl std::fmt::Display) -> BuildFailure {
+        self.fail(FailureKind::User, msg)
+    }
+
+    fn runtime_failure(&self, err: ContainerError, during: &str) -> BuildFailure {
+        match err {
+            ContainerError::ImageMissing { image, reason } => {
+                log::warn!("image {image} missing: {reason}");
+                self.user(format!(
+                    "Image not found: {image}. If this version was just released, please try \
+                     again in a few hours as it may take some time to become fully available."
+                ))
+            }
+            ContainerError::UnsafeArchive(what) => {
+                self.user(format!("Unsafe build output ({during}): {what}"))
+            }
+            other => self.fail(
+                FailureKind::Infrastructure,
+                format!("Container runtime failed during {during}: {other}"),
+            ),
+        }
+    }
+
+    /// Run a command in the container. `keep` stores its output as the
+    /// step output that failures report.
+    fn exec(
+        &mut self,
+        id: &str,
+        cmd: Vec<String>,
+        during: &str,
+        keep: bool,
+    ) -> Result<ExecOutput, BuildFailure> {
+        self.exec_as(id, cmd, None, during, keep)
+    }
+
+    fn exec_as(
+        &mut self,
+        id: &str,
+        cmd: Vec<String>,
+        user: Option<&str>,
+        during: &str,
+        keep: bool,
+    ) -> Result<ExecOutput, BuildFailure> {
+        log::debug!("exec in {id}: {cmd:?}");
+        let req = ExecRequest {
+            cmd,
+            env: Vec::new(),
+            workdir: Some(WORKDIR.into()),
+            user: user.map(str::to_owned),
+        };
+        let out = self
+            .runtime
+            .exec(id, &req)
+            .map_err(|e| self.runtime_failure(e, during))?;
+        if keep {
+            self.stdout = out.stdout.clone();
+            self.stderr = out.stderr.clone();
+        }
+        if out.exit_code == KILLED {
+            return Err(self.fail(
+                FailureKind::Infrastructure,
+                format!("The build container was killed during {during} (exit code {KILLED})"),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn run(&mut self, worker_id: &str) -> Result<BuildSuccess, BuildFailure> {
+        let (config, runtime, job) = (self.config, self.runtime, self.job);
+        let req = &job.request;
+        self.progress.phase(Phase::Init);
+
+        let image = tag::image_name(&config.imagebuilder_registry, &req.target, &req.version);
+        self.progress.phase(Phase::ContainerSetup);
+        log::info!("job {}: image {image}", job.request_hash);
+        let origin = runtime
+            .ensure_image(&image)
+            .map_err(|e| self.runtime_failure(e, "image pull"))?;
+        log::debug!("image {image}: {origin:?}");
+        if !config.container_network.is_empty() {
+            runtime
+                .ensure_network(&config.container_network)
+                .map_err(|e| self.runtime_failure(e, "network setup"))?;
+        }
+
+        let spec = container_spec(config, worker_id, job, &image);
+        let id = self.create(&spec)?;
+        let mut guard = ContainerGuard {
+            runtime,
+            id: id.clone(),
+            removed: false,
+        };
+        let built = runtime
+            .start(&id)
+            .map_err(|e| self.runtime_failure(e, "container start"))
+            .and_then(|()| self.in_container(&id));
+        guard.remove();
+        let built = built?;
+
+        let json_path = job.store_dir.join("profiles.json");
+        if !json_path.is_file() {
+            return Err(self.user("No JSON file found"));
+        }
+        let profiles: Map<String, Value> = std::fs::read(&json_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| self.user("Could not parse profiles.json"))?;
+        let mut result = result::build_result(
+            profiles,
+            &req.profile,
+            built.manifest,
+            &job.bin_dir,
+            &built.build_cmd_packages,
+        )
+        .map_err(|e| self.user(e))?;
+        result::refresh_checksums(&mut result, &job.store_dir);
+
+        self.progress.phase(Phase::Done);
+        Ok(BuildSuccess {
+            result,
+            build_cmd: self.build_cmd.clone(),
+            stdout: std::mem::take(&mut self.stdout),
+            stderr: std::mem::take(&mut self.stderr),
+        })
+    }
+
+    /// Create the container; a leftover of the same name (from a crashed
+    /// earlier attempt of this job on this worker) is removed once.
+    fn create(&self, spec: &ContainerSpec) -> Result<String, BuildFailure> {
+        match self.runtime.create(spec) {
+            Ok(id) => Ok(id),
+            Err(ContainerError::Api {
+                status: 409,
+                message,
+            }) => {
+                log::warn!("container {} exists ({message}); replacing it", spec.name);
+                let _ = self.runtime.remove(&spec.name);
+                self.runtime
+                    .create(spec)
+                    .map_err(|e| self.runtime_failure(e, "container create"))
+            }
+            Err(e) => Err(self.runtime_failure(e, "container create")),
+        }
+    }
+
+    fn in_container(&mut self, id: &str) -> Result<Built, BuildFailure> {
+        let (config, job) = (self.config, self.job);
+        let req = &job.request;
+
+        if tag::is_snapshot_build(&req.version) {
+            log::info!("running setup.sh for the ImageBuilder");
+            let out = self.exec(
+                id,
+                vec!["sh".into(), "setup.sh".into()],
+                "ImageBuilder setup",
+                true,
+            )?;
+            if out.exit_code != 0 {
+                // setup.sh downloads the ImageBuilder: usually the network.
+                return Err(self.fail(
+                    FailureKind::Infrastructure,
+                    format!(
+                        "Could not set up ImageBuilder (returncode={})",
+                        out.exit_code
+                    ),
+                ));
+            }
+        }
+
+        self.inject_files(id)?;
+
+        let out = self.exec(id, vec!["make".into(), "info".into()], "make info", true)?;
+        self.progress.phase(Phase::ValidateRevision);
+        let info: ImageBuilderInfo =
+            info::parse_info(&out.stdout, &req.profile).map_err(|e| self.user(e))?;
+        if let Some(msg) = info::check_revision(&info.revision, &req.version_code) {
+            return Err(self.user(msg));
+        }
+
+        let defaults: BTreeSet<String> = info
+            .default_packages
+            .iter()
+            .chain(&info.profile_packages)
+            .cloned()
+            .collect();
+        let mut default_list = info.default_packages.clone();
+        default_list.extend(
+            info.profile_packages
+                .iter()
+                .filter(|p| !info.default_packages.contains(p))
+                .cloned(),
+        );
+        let ctx = Context {
+            version: &req.version,
+            target: &req.target,
+            profile: &req.profile,
+            revision: info::revision_number(&info.revision),
+        };
+        let (requested, _source) = changes::apply_package_changes(
+            &config.package_changes_url,
+            &ctx,
+            &req.packages,
+            &default_list,
+            req.diff_packages,
+        );
+        let build_cmd_packages = if req.diff_packages {
+            packages::diff_packages(&requested, &defaults)
+        } else {
+            requested
+        };
+
+        self.progress.phase(Phase::ValidateManifest);
+        let out = self.exec(
+            id,
+            manifest_cmd(&req.profile, &build_cmd_packages),
+            "make manifest",
+            true,
+        )?;
+        if out.exit_code != 0 {
+            return Err(self.user(packages::check_package_errors(&out.stderr)));
+        }
+        let manifest = packages::parse_manifest(&out.stdout);
+        if let Some(msg) = packages::check_manifest(&manifest, &req.packages_versions) {
+            return Err(self.user(msg));
+        }
+
+        self.build_cmd = image_cmd(job, &build_cmd_packages, &manifest);
+        self.progress.phase(Phase::BuildingImage);
+        let out = self.exec(id, self.build_cmd.clone(), "make image", true)?;
+        if packages::exceeds_storage(&out.stderr) {
+            return Err(self.user("Selected packages exceed device storage"));
+        }
+        if out.exit_code != 0 {
+            return Err(self.user("Error while building firmware. See stdout/stderr"));
+        }
+
+        if let Some(key) = sign::find_build_key() {
+            self.sign_images(id, &key)?;
+        } else {
+            log::debug!("no build key; images stay unsigned");
+        }
+
+        let src = format!("{WORKDIR}/{}", job.bin_dir);
+        let bytes = self
+            .runtime
+            .copy_out(id, &src, &job.store_dir)
+            .map_err(|e| self.runtime_failure(e, "copying images"))?;
+        log::info!(
+            "job {}: {bytes} bytes stored in {}",
+            job.request_hash,
+            job.store_dir.display()
+        );
+
+        Ok(Built {
+            manifest,
+            build_cmd_packages,
+        })
+    }
+
+    /// Keys, repositories and the defaults script, then the cache rewrite.
+    fn inject_files(&mut self, id: &str) -> Result<(), BuildFailure> {
+        let (config, req) = (self.config, &self.job.request);
+        let runtime = self.runtime;
+        let put = |this: &Self, files: Vec<crate::container::FileToPut>| {
+            runtime
+                .put_files(id, WORKDIR, &files)
+                .map_err(|e| this.runtime_failure(e, "file upload"))
+        };
+
+        if !req.repository_keys.is_empty() {
+            let files = repos::key_files(&req.repository_keys);
+            if !files.is_empty() {
+                put(self, files)?;
+            }
+        }
+
+        let mut apk: Option<bool> = None;
+        if !req.repositories.is_empty() {
+            let allowed =
+                repos::allowed_repositories(&req.repository_pairs(), &config.repository_allow_list);
+            let is_apk = self.detect_apk(id)?;
+            apk = Some(is_apk);
+            let file = repos::repo_file_name(is_apk);
+            let base = if req.repositories_mode == "append" {
+                self.exec(
+                    id,
+                    vec!["cat".into(), file.into()],
+                    "reading repositories",
+                    false,
+                )?
+                .stdout
+            } else {
+                String::new()
+            };
+            let merged = repos::merge_repositories(&base, &allowed, is_apk);
+            put(
+                self,
+                vec![crate::container::FileToPut {
+                    path: file.into(),
+                    data: merged.into_bytes(),
+                    mode: 0o644,
+                }],
+            )?;
+        }
+
+        if let Some(defaults) = req.defaults.as_deref().filter(|d| !d.is_empty()) {
+            put(self, vec![repos::defaults_file(defaults)])?;
+        }
+
+        if !config.cache_url.is_empty() {
+            let is_apk = match apk {
+                Some(a) => a,
+                None => self.detect_apk(id)?,
+            };
+            let cmd = repos::cache_rewrite_cmd(&config.cache_url, repos::repo_file_name(is_apk));
+            let out = self.exec(id, cmd, "cache rewrite", false)?;
+            if out.exit_code != 0 {
+                log::warn!("cache rewrite failed: {}", out.stderr.trim());
+            }
+        }
+        Ok(())
+    }
+
+    fn detect_apk(&mut self, id: &str) -> Result<bool, BuildFailure> {
+        let cmd = vec![
+            "test".into(),
+            "-f".into(),
+            format!("{WORKDIR}/repositories"),
+        ];
+        Ok(self
+            .exec(id, cmd, "package manager detection", false)?
+            .exit_code
+            == 0)
+    }
+
+    /// Sign the installable images in BIN_DIR before they are copied out.
+    fn sign_images(&mut self, id: &str, key: &sign::BuildKey) -> Result<(), BuildFailure> {
+        let job = self.job;
+        let cmd = vec![
+            "cat".into(),
+            format!("{WORKDIR}/{}/profiles.json", job.bin_dir),
+        ];
+        let out = self.exec(id, cmd, "reading profiles.json", false)?;
+        let images = serde_json::from_str::<Map<String, Value>>(&out.stdout)
+            .ok()
+            .and_then(|p| {
+                result::profile_entry(&p, &job.request.profile).map(result::installable_images)
+            })
+            .unwrap_or_default();
+        if images.is_empty() {
+            log::warn!("no installable images to sign");
+            return Ok(());
+        }
+        self.progress.phase(Phase::SigningImages);
+        log::info!("signing {images:?} with {}", key.path.display());
+        self.runtime
+            .put_files(id, sign::KEY_DIR, &sign::key_files(key))
+            .map_err(|e| self.runtime_failure(e, "key upload"))?;
+        let out = self.exec_as(
+            id,
+            sign::sign_command(&job.bin_dir, &images),
+            Some("root"),
+            "signing",
+            false,
+        )?;
+        if out.exit_code != 0 {
+            // As in the reference, signing trouble does not fail the build;
+            // the checksums are recomputed from whatever is stored.
+            log::warn!("signing exited {}: {}", out.exit_code, out.stderr.trim());
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn run(
+    config: &Config,
+    runtime: &dyn ContainerRuntime,
+    worker_id: &str,
+    job: &BuildJob,
+    progress: &dyn Progress,
+) -> Result<BuildSuccess, BuildFailure> {
+    Build {
+        config,
+        runtime,
+        job,
+        progress,
+        stdout: String::new(),
+        stderr: String::new(),
+        build_cmd: Vec::new(),
+    }
+    .run(worker_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::BuildRequest;
+
+    fn job(version: &str) -> BuildJob {
+        BuildJob {
+            request_hash: "0123456789abcdef0123456789abcdef".into(),
+            request: BuildRequest {
+                version: version.into(),
+                target: "ath79/generic".into(),
+                profile: "tplink_archer-c7-v2".into(),
+                ..BuildRequest::default()
+            },
+            bin_dir: "fedcba".into(),
+            store_dir: "/tmp/none".into(),
+        }
+    }
+
+    #[test]
+    fn container_names_are_sanitized() {
+        assert_eq!(
+            container_name("0123456789abcdef0123", "worker 1/x"),
+            "asu-0123456789abcdef-worker-1-x"
+        );
+        assert_eq!(container_name("ab", "w"), "asu-ab-w");
+    }
+
+    #[test]
+    fn release_container_spec() {
+        let config = Config::default();
+        let spec = container_spec(&config, "w1", &job("23.05.5"), "img");
+        assert_eq!(spec.command, ["sleep", "600"]);
+        assert_eq!(spec.tmpfs, ["/builder/fedcba"]);
+        assert_eq!(spec.labels["asu.builder"], "1");
+        assert_eq!(spec.labels["asu.worker"], "w1");
+        assert_eq!(spec.labels["asu.job"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(spec.network.as_deref(), Some("asu-build"));
+        assert_eq!(spec.timeout_seconds, 600);
+        assert!(spec.env.is_empty());
+    }
+
+    #[test]
+    fn snapshot_container_spec_has_setup_env() {
+        let config = Config::default();
+        let spec = container_spec(&config, "w1", &job("SNAPSHOT"), "img");
+        assert_eq!(spec.env["TARGET"], "ath79/generic");
+        assert_eq!(spec.env["VERSION_PATH"], "snapshots");
+    }
+
+    #[test]
+    fn image_cmd_arguments() {
+        let mut j = job("23.05.5");
+        let manifest: Map<String, Value> =
+            serde_json::from_str(r#"{"test1": "1", "test2": "2"}"#).unwrap();
+        let cmd = image_cmd(&j, &["-ppp".into(), "vim".into()], &manifest);
+        assert_eq!(
+            cmd,
+            [
+                "make",
+                "image",
+                "PROFILE=tplink_archer-c7-v2",
+                "PACKAGES=-ppp vim",
+                "EXTRA_IMAGE_NAME=57aab5949a36",
+                "BIN_DIR=/builder/fedcba"
+            ]
+        );
+        j.request.defaults = Some("echo".into());
+        j.request.rootfs_size_mb = Some(256);
+        j.request.filesystem = Some("ext4".into());
+        let cmd = image_cmd(&j, &[], &manifest);
+        assert_eq!(
+            &cmd[6..],
+            [
+                "FILES=/builder/asu-files",
+                "ROOTFS_PARTSIZE=256",
+                "ROOTFS_FILESYSTEM=ext4"
+            ]
+        );
+    }
+}
