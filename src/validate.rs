@@ -4,8 +4,8 @@
 //! normalised: `packages` is taken from `packages_versions` when given, `+`
 //! prefixes dropped, and `profile` is the canonical profile id.
 
-use crate::builder::repos::url_allowed;
 use crate::api::response::Response;
+use crate::builder::repos::url_allowed;
 use crate::config::Config;
 use crate::models::BuildRequest;
 use crate::upstream::{Freshness, Upstream, UpstreamError, versions};

@@ -52,6 +52,7 @@ fn janitor_loop(shared: &QueueShared, stop: &Receiver<()>) {
             _ => return,
         }
         renew_leases(shared, &conn);
+        kill_overdue(shared);
         if last_sweep.elapsed() >= SWEEP_EVERY {
             sweep(shared, &mut conn, None);
             last_sweep = Instant::now();
@@ -72,6 +73,28 @@ fn renew_leases(shared: &QueueShared, conn: &Connection) {
     let until = db::now_ms() + LEASE.as_millis() as i64;
     if let Err(e) = jobs::renew_leases(conn, &running, until) {
         log::warn!("janitor: renewing {} leases failed: {e}", running.len());
+    }
+}
+
+/// The container's own `timeout` normally ends an overlong build; this is
+/// the backstop for when it did not (a runtime that ignores it, a hung exec).
+fn kill_overdue(shared: &QueueShared) {
+    let limit = std::time::Duration::from_secs(shared.config.job_timeout_seconds);
+    for job in shared.inflight.snapshot() {
+        if job.aborted || job.started.elapsed() <= limit {
+            continue;
+        }
+        let label = format!("{LABEL_JOB}={}", job.request_hash);
+        if let Ok(containers) = shared.runtime.list_by_label(&label) {
+            for c in containers {
+                log::warn!(
+                    "job {} is past job_timeout_seconds: killing {}",
+                    job.request_hash,
+                    c.name
+                );
+                let _ = shared.runtime.kill(&c.id);
+            }
+        }
     }
 }
 

@@ -1,0 +1,427 @@
+//! API tier, build side: the whole service with a fake upstream and the
+//! in-process fake container runtime, from POST to download.
+
+mod common;
+
+use asu_builder::config::{Branch, Config};
+use common::fake_runtime::{self, FakeRuntime};
+use common::fake_upstream::FakeUpstream;
+use common::http::{self, Reply};
+use common::testapp::{self, TestApp};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Env {
+    dir: tempfile::TempDir,
+    _upstream: FakeUpstream,
+    runtime: Arc<FakeRuntime>,
+    app: TestApp,
+}
+
+fn config_for(dir: &Path, upstream: &FakeUpstream) -> Config {
+    let mut c = testapp::config(dir, upstream.url());
+    c.branches.insert(
+        "1.2".into(),
+        Branch {
+            path: "releases/{version}".into(),
+            enabled: true,
+            snapshot: false,
+            branch_off_rev: None,
+            package_changes: vec![],
+        },
+    );
+    c
+}
+
+fn start(edit: impl FnOnce(&mut Config)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start_fixtures();
+    let mut c = config_for(dir.path(), &upstream);
+    edit(&mut c);
+    let runtime = Arc::new(FakeRuntime::new());
+    let app = TestApp::start(c, runtime.clone());
+    Env {
+        dir,
+        _upstream: upstream,
+        runtime,
+        app,
+    }
+}
+
+fn request(packages: &[&str]) -> String {
+    json!({
+        "version": "1.2.3",
+        "target": "testtarget/testsubtarget",
+        "profile": "testprofile",
+        "packages": packages,
+        "client": "test/1",
+    })
+    .to_string()
+}
+
+/// Poll like a client until the answer is no longer 202.
+fn wait_final(app: &TestApp, hash: &str, limit: Duration) -> Reply {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = http::get(&app.url(&format!("/api/v1/build/{hash}")));
+        if r.status != 202 || Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn post(app: &TestApp, body: &str) -> Reply {
+    http::post_json(&app.url("/api/v1/build"), body)
+}
+
+fn hash_of(r: &Reply) -> String {
+    r.json()["request_hash"].as_str().unwrap().to_string()
+}
+
+fn stat_count(dir: &Path, event: &str) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("data/builder.db")).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM build_stats WHERE event = ?1",
+        [event],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
+    let env = start(|_| {});
+    let r = post(&env.app, &request(&["vim", "tmux"]));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let hash = hash_of(&r);
+    let done = wait_final(&env.app, &hash, Duration::from_secs(20));
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.header("X-Imagebuilder-Status"), Some("done"));
+    assert_eq!(done.header("X-Queue-Position"), Some("0"));
+    let body = done.json();
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["detail"], "done");
+    assert_eq!(body["imagebuilder_status"], "done");
+    assert_eq!(body["request_hash"], hash.as_str());
+    assert_eq!(body["id"], "testprofile");
+    assert_eq!(body["request"]["profile"], "testprofile");
+    assert_eq!(body["request"]["client"], "test/1");
+    for key in [
+        "manifest",
+        "titles",
+        "build_cmd",
+        "build_at",
+        "version_number",
+        "target",
+        "enqueued_at",
+        "stdout",
+        "stderr",
+    ] {
+        assert!(body.get(key).is_some(), "missing {key}: {body}");
+    }
+    assert!(body["manifest"]["vim"].is_string(), "{}", body["manifest"]);
+    assert!(body.get("queue_position").is_none());
+    let bin_dir = body["bin_dir"].as_str().unwrap();
+    let images = body["images"].as_array().unwrap();
+    let sysupgrade = images
+        .iter()
+        .find(|i| i["name"] == fake_runtime::SYSUPGRADE_IMAGE)
+        .expect("sysupgrade image listed");
+
+    let url = env.app.url(&format!(
+        "/store/{bin_dir}/{}",
+        fake_runtime::SYSUPGRADE_IMAGE
+    ));
+    let file = http::get(&url);
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        file.header("Content-Type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        file.header("Content-Length").map(str::to_owned),
+        Some(file.body.len().to_string())
+    );
+    let digest = asu_builder::hash::hex(&Sha256::digest(&file.body));
+    assert_eq!(sysupgrade["sha256"], digest.as_str());
+    assert!(env.dir.path().join("public/store").join(bin_dir).is_dir());
+
+    // The same request again is a cache hit served without a new build.
+    let again = post(&env.app, &request(&["tmux", "vim"]));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["bin_dir"], bin_dir);
+    assert_eq!(env.runtime.created().len(), 1);
+    assert_eq!(stat_count(env.dir.path(), "cache-hit"), 1);
+    assert_eq!(stat_count(env.dir.path(), "success"), 1);
+    assert!(env.runtime.live_containers().is_empty());
+}
+
+#[test]
+fn a_running_build_reports_started_without_queue_position() {
+    let env = start(|_| {});
+    env.runtime.set_slow(Duration::from_secs(3));
+    let hash = hash_of(&post(&env.app, &request(&["slow-pkg"])));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = loop {
+        let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
+        assert_eq!(r.status, 202);
+        if r.json()["detail"] == "started" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let body = started.json();
+    assert!(body.get("queue_position").is_none(), "{body}");
+    assert!(body["imagebuilder_status"].is_string());
+    assert_eq!(body["request"]["version"], "1.2.3");
+    assert_ne!(started.header("X-Imagebuilder-Status"), Some("queued"));
+    assert_eq!(started.header("X-Queue-Position"), Some("0"));
+    let stats = http::get(&env.app.url("/api/v1/stats")).json();
+    assert_eq!(stats["running"], 1);
+    assert_eq!(
+        wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+        200
+    );
+}
+
+#[test]
+fn a_failure_is_replayed_for_failure_ttl_then_rebuilt() {
+    let env = start(|c| c.failure_ttl_seconds = 2);
+    let r = post(&env.app, &request(&["missing-pkg"]));
+    let hash = hash_of(&r);
+    let failed = wait_final(&env.app, &hash, Duration::from_secs(20));
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert_eq!(failed.header("X-Imagebuilder-Status"), Some("failed"));
+    let body = failed.json();
+    assert_eq!(body["status"], 500);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Error: Impossible package selection: missing ("),
+        "{detail}"
+    );
+    assert!(body["stderr"].is_string() && body["stdout"].is_string());
+    assert_eq!(body["request_hash"], hash.as_str());
+
+    // Re-POST inside the TTL replays the failure without a new build.
+    let replay = post(&env.app, &request(&["missing-pkg"]));
+    assert_eq!(replay.status, 500);
+    assert_eq!(replay.json()["detail"], detail);
+    assert_eq!(env.runtime.created().len(), 1);
+    assert_eq!(stat_count(env.dir.path(), "failure"), 1);
+
+    std::thread::sleep(Duration::from_millis(2100));
+    let fresh = post(&env.app, &request(&["missing-pkg"]));
+    assert_eq!(fresh.status, 202, "{}", fresh.text());
+    assert_eq!(
+        wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+        500
+    );
+    assert_eq!(env.runtime.created().len(), 2);
+}
+
+#[test]
+fn user_error_texts_reach_the_client() {
+    let env = start(|_| {});
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &["too-big-pkg"],
+            "Error: Selected packages exceed device storage",
+        ),
+        (&["conflict-pkg"], "Error: Impossible package selection:"),
+    ];
+    for (packages, want) in cases {
+        let hash = hash_of(&post(&env.app, &request(packages)));
+        let r = wait_final(&env.app, &hash, Duration::from_secs(20));
+        assert_eq!(r.status, 500);
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.starts_with(want), "{packages:?}: {detail}");
+    }
+    env.runtime
+        .wrong_revision
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let body = json!({
+        "version": "1.2.3", "target": "testtarget/testsubtarget", "profile": "testprofile",
+        "version_code": fake_runtime::REVISION,
+    });
+    let hash = hash_of(&post(&env.app, &body.to_string()));
+    let r = wait_final(&env.app, &hash, Duration::from_secs(20));
+    assert_eq!(
+        r.json()["detail"],
+        format!(
+            "Error: Received incorrect version {} (requested {})",
+            fake_runtime::WRONG_REVISION,
+            fake_runtime::REVISION
+        )
+    );
+    assert!(env.runtime.live_containers().is_empty());
+}
+
+#[test]
+fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
+    let env = start(|_| {});
+    env.runtime.set_unreachable(true);
+    let hash = hash_of(&post(&env.app, &request(&["vim"])));
+    let db = env.dir.path().join("data/builder.db");
+    let attempts = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.query_row(
+            "SELECT attempts FROM build_jobs WHERE request_hash = ?1",
+            [&hash],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while attempts() < 1 {
+        assert!(Instant::now() < deadline, "job never attempted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Waiting for the retry: the client still sees a queued job, not an error.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["detail"], "queued");
+    env.runtime.set_unreachable(false);
+    let done = wait_final(&env.app, &hash, Duration::from_secs(30));
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(attempts() >= 2);
+}
+
+#[test]
+fn infrastructure_errors_give_up_after_max_attempts_with_a_clear_detail() {
+    let env = start(|_| {});
+    env.runtime.set_unreachable(true);
+    let hash = hash_of(&post(&env.app, &request(&["vim"])));
+    let db = env.dir.path().join("data/builder.db");
+    // Skip the backoff waits: make the job claimable again right away.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute("UPDATE build_jobs SET not_before = 0", [])
+            .unwrap();
+        let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
+        if r.status == 500 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never gave up: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("unreachable"), "{detail}");
+    assert!(detail.contains("gave up after 4 attempts"), "{detail}");
+}
+
+#[test]
+fn expired_results_disappear_with_their_store_directory() {
+    let env = start(|c| c.build_ttl_seconds = 1);
+    let hash = hash_of(&post(&env.app, &request(&["vim"])));
+    let done = wait_final(&env.app, &hash, Duration::from_secs(20));
+    assert_eq!(done.status, 200);
+    let bin_dir = done.json()["bin_dir"].as_str().unwrap().to_string();
+    let store = env.dir.path().join("public/store").join(&bin_dir);
+    assert!(store.is_dir());
+    std::thread::sleep(Duration::from_millis(1100));
+    // Expired results are no longer served, even before the janitor runs.
+    assert_eq!(
+        http::get(&env.app.url(&format!("/api/v1/build/{hash}"))).status,
+        404
+    );
+    env.app.app.as_ref().unwrap().sweep_now().unwrap();
+    assert!(!store.exists(), "store directory kept after expiry");
+    let conn = rusqlite::Connection::open(env.dir.path().join("data/builder.db")).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM build_results", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0);
+}
+
+#[test]
+fn ttl_depends_on_the_kind_of_request() {
+    let env = start(|c| {
+        c.build_ttl_seconds = 1000;
+        c.defaults_build_ttl_seconds = 10;
+        c.versioned_build_ttl_seconds = 100_000;
+    });
+    let conn = rusqlite::Connection::open(env.dir.path().join("data/builder.db")).unwrap();
+    let ttl_of = |body: Value| -> i64 {
+        let hash = hash_of(&post(&env.app, &body.to_string()));
+        assert_eq!(
+            wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+            200
+        );
+        conn.query_row(
+            "SELECT (expires_at - finished_at) / 1000 FROM build_results WHERE request_hash = ?1",
+            [&hash],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let base =
+        json!({"version": "1.2.3", "target": "testtarget/testsubtarget", "profile": "testprofile"});
+    let mut with_defaults = base.clone();
+    with_defaults["defaults"] = json!("echo hi");
+    let mut versioned = base.clone();
+    versioned["packages_versions"] = json!({"vim": "1.0-1"});
+    let plain = ttl_of(base);
+    assert!((999..=1000).contains(&plain), "{plain}");
+    let d = ttl_of(with_defaults);
+    assert!((9..=10).contains(&d), "{d}");
+    let v = ttl_of(versioned);
+    assert!((99_999..=100_000).contains(&v), "{v}");
+}
+
+#[test]
+fn shutdown_requeues_a_running_build_and_a_restart_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start_fixtures();
+    let config = config_for(dir.path(), &upstream);
+    let runtime = Arc::new(FakeRuntime::new());
+    runtime.set_slow(Duration::from_secs(30));
+    let mut app = TestApp::start(config.clone(), runtime.clone());
+    let hash = hash_of(&post(&app, &request(&["slow-pkg"])));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http::get(&app.url(&format!("/api/v1/build/{hash}"))).json()["detail"] != "started" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No grace: the build is aborted at once and goes back to the queue.
+    app.app.take().unwrap().shutdown(Duration::ZERO);
+    assert!(
+        runtime.live_containers().is_empty(),
+        "container left behind"
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("data/builder.db")).unwrap();
+    let (status, attempts): (String, i64) = conn
+        .query_row(
+            "SELECT status, attempts FROM build_jobs WHERE request_hash = ?1",
+            [&hash],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "pending");
+    assert_eq!(attempts, 0, "an interrupted attempt is given back");
+
+    runtime.set_slow(Duration::from_millis(10));
+    let app = TestApp::start(config, runtime.clone());
+    assert_eq!(wait_final(&app, &hash, Duration::from_secs(20)).status, 200);
+}
+
+#[test]
+fn the_watchdog_fails_a_build_past_job_timeout() {
+    let env = start(|c| c.job_timeout_seconds = 1);
+    env.runtime.set_slow(Duration::from_secs(60));
+    let hash = hash_of(&post(&env.app, &request(&["slow-pkg"])));
+    let r = wait_final(&env.app, &hash, Duration::from_secs(40));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(
+        r.json()["detail"],
+        "Error: Build timed out after 1 seconds (job_timeout_seconds)"
+    );
+    assert!(env.runtime.live_containers().is_empty());
+}
