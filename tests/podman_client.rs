@@ -6,10 +6,11 @@
 //! by itself when this process exits (`--owner`). Never skipped: when podman
 //! cannot be started, every test fails with the harness's message.
 
+mod common;
+
+use common::podman_service::{self, run_script, start_service};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,69 +21,11 @@ use asu_builder::container::{
 };
 use sha2::{Digest, Sha256};
 
-const IMAGE: &str = "ghcr.io/openwrt/imagebuilder:testtarget-testsubtarget-v1.2.3";
+const IMAGE: &str = podman_service::IMAGE_RELEASE;
 const NETWORK: &str = "asu-test-client";
 
-struct Service {
-    dir: PathBuf,
-    socket: PathBuf,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/podman/service.sh")
-}
-
-fn run_script(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("bash")
-        .arg(script())
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script().display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "`tests/podman/service.sh {}` failed ({}):\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Starts a private service owned by this process; the dir outlives the
-/// process (the watchdog deletes it once conmons let go of it).
-fn start_service() -> Result<Service, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("asu-podman-")
-        .tempdir()
-        .map_err(|e| format!("tempdir: {e}"))?
-        .keep();
-    let d = dir.to_str().ok_or("non-UTF-8 temp dir")?.to_string();
-    run_script(&["start", &d, "--owner", &std::process::id().to_string()])?;
-    Ok(Service {
-        socket: dir.join("podman.sock"),
-        dir,
-    })
-}
-
-fn service() -> &'static Service {
-    static SERVICE: OnceLock<Result<Service, String>> = OnceLock::new();
-    let s = SERVICE.get_or_init(|| {
-        let s = start_service()?;
-        run_script(&["image", s.dir.to_str().unwrap_or_default(), IMAGE])?;
-        Ok(s)
-    });
-    match s {
-        Ok(s) => s,
-        Err(e) => panic!(
-            "podman test service unavailable (install with `tests/podman/service.sh install` as root):\n{e}"
-        ),
-    }
-}
-
 fn podman() -> Podman {
-    Podman::new(&service().socket).with_pull_timeout(Duration::from_secs(30))
+    Podman::new(&podman_service::shared().socket).with_pull_timeout(Duration::from_secs(30))
 }
 
 /// A unique container name per call, so parallel tests never collide.

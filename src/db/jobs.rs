@@ -374,10 +374,26 @@ pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, Db
     Ok(bin_dirs)
 }
 
-/// Hashes of jobs currently running under a worker id starting with `prefix`.
-pub fn running_hashes(conn: &Connection) -> Result<Vec<String>, DbError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT request_hash FROM build_jobs WHERE status = 'running'")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobActivity {
+    /// This database has never seen the hash (or forgot it).
+    Unknown,
+    /// A job for it is pending or running.
+    Active,
+    /// Only completed or failed jobs.
+    Finished,
+}
+
+pub fn job_activity(conn: &Connection, hash: &str) -> Result<JobActivity, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*), coalesce(sum(status IN ('pending', 'running')), 0) \
+         FROM build_jobs WHERE request_hash = ?1",
+    )?;
+    let (all, active): (i64, i64) =
+        stmt.query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(match (all, active) {
+        (0, _) => JobActivity::Unknown,
+        (_, 0) => JobActivity::Finished,
+        _ => JobActivity::Active,
+    })
 }

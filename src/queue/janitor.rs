@@ -7,7 +7,6 @@ use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
 use crate::db::{self, jobs};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -152,24 +151,25 @@ fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
     if containers.is_empty() {
         return;
     }
-    let running: HashSet<String> = match jobs::running_hashes(conn) {
-        Ok(h) => h.into_iter().collect(),
-        Err(e) => {
-            log::warn!("janitor: reading running jobs failed: {e}");
-            return;
-        }
-    };
     let own_prefix = format!("{}/", shared.config.worker_id);
     for c in containers {
         let job = c.labels.get(LABEL_JOB).cloned().unwrap_or_default();
         let worker = c.labels.get(LABEL_WORKER).cloned().unwrap_or_default();
-        let ours = worker.starts_with(&own_prefix);
-        let owned = if ours {
-            shared.inflight.contains_hash(&job)
+        // Ours: alive only while one of our workers holds the job. Another
+        // process's: only judged when our database knows the job (several
+        // services with separate databases may share one Podman).
+        let orphan = if worker.starts_with(&own_prefix) {
+            !shared.inflight.contains_hash(&job)
         } else {
-            running.contains(&job)
+            match jobs::job_activity(conn, &job) {
+                Ok(activity) => activity == jobs::JobActivity::Finished,
+                Err(e) => {
+                    log::warn!("janitor: reading job {job} failed: {e}");
+                    false
+                }
+            }
         };
-        if owned {
+        if !orphan {
             continue;
         }
         log::warn!(

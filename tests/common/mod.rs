@@ -4,4 +4,5 @@
 pub mod fake_runtime;
 pub mod fake_upstream;
 pub mod http;
+pub mod podman_service;
 pub mod testapp;

@@ -1,0 +1,427 @@
+//! Podman tier, end to end: the service with the real Podman client against
+//! a private Podman service and the fake ImageBuilder image, from POST to
+//! download, plus crash, timeout and outage cases. Never skipped: without
+//! Podman every test fails with the harness's message.
+
+mod common;
+
+use asu_builder::config::{Branch, Config};
+use asu_builder::container::ContainerRuntime;
+use asu_builder::container::podman::Podman;
+use common::fake_upstream::FakeUpstream;
+use common::http::{self, Reply};
+use common::podman_service::{self, Service};
+use common::testapp::{self, TestApp};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A usign public key (key id 0102030405060708) in the format clients send.
+const USIGN_KEY: &str = "RWQBAgMEBQYHCAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f";
+
+fn unique_worker() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "e2e{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn config_for(dir: &Path, upstream: &FakeUpstream, service: &Service) -> Config {
+    let mut c = testapp::config(dir, upstream.url());
+    c.container_socket_path = service.socket.clone();
+    c.worker_id = unique_worker();
+    c.container_network = "asu-e2e".into();
+    c.branches.insert(
+        "1.2".into(),
+        Branch {
+            path: "releases/{version}".into(),
+            enabled: true,
+            snapshot: false,
+            branch_off_rev: None,
+            package_changes: vec![],
+        },
+    );
+    c
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    _upstream: FakeUpstream,
+    app: TestApp,
+    podman: Podman,
+}
+
+fn start_on(service: &Service, edit: impl FnOnce(&mut Config)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start_fixtures();
+    let mut c = config_for(dir.path(), &upstream, service);
+    edit(&mut c);
+    let runtime = Arc::new(Podman::new(&service.socket));
+    let app = TestApp::start(c, runtime);
+    Env {
+        dir,
+        _upstream: upstream,
+        app,
+        podman: Podman::new(&service.socket),
+    }
+}
+
+fn start(edit: impl FnOnce(&mut Config)) -> Env {
+    start_on(podman_service::shared(), edit)
+}
+
+fn body(extra: Value) -> String {
+    let mut b = json!({
+        "version": "1.2.3",
+        "target": "testtarget/testsubtarget",
+        "profile": "testprofile",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b.to_string()
+}
+
+fn post(base: &str, body: &str) -> Reply {
+    http::post_json(&format!("{base}/api/v1/build"), body)
+}
+
+fn hash_of(r: &Reply) -> String {
+    assert!(
+        r.status == 202 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    r.json()["request_hash"].as_str().unwrap().to_string()
+}
+
+fn poll(base: &str, hash: &str) -> Reply {
+    http::get(&format!("{base}/api/v1/build/{hash}"))
+}
+
+fn wait_final(base: &str, hash: &str, limit: Duration) -> Reply {
+    let deadline = Instant::now() + limit;
+    loop {
+        let r = poll(base, hash);
+        if r.status != 202 {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {}: {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn containers_of(podman: &Podman, hash: &str) -> usize {
+    podman
+        .list_by_label(&format!("asu.job={hash}"))
+        .expect("podman lists containers")
+        .len()
+}
+
+fn sysupgrade(result: &Value) -> Value {
+    result["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "sysupgrade")
+        .cloned()
+        .unwrap_or_else(|| panic!("no sysupgrade image in {result}"))
+}
+
+#[test]
+fn a_build_downloads_with_matching_checksum_and_carries_the_defaults() {
+    let env = start(|_| {});
+    let base = &env.app.base;
+    let hash = hash_of(&post(
+        base,
+        &body(json!({"packages": ["vim"], "defaults": "echo hello-from-asu\n"})),
+    ));
+    let done = wait_final(base, &hash, Duration::from_secs(120));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let result = done.json();
+    assert_eq!(result["detail"], "done");
+    assert!(
+        result["manifest"]["vim"].is_string(),
+        "{}",
+        result["manifest"]
+    );
+    let image = sysupgrade(&result);
+    let url = format!(
+        "{base}/store/{}/{}",
+        result["bin_dir"].as_str().unwrap(),
+        image["name"].as_str().unwrap()
+    );
+    let file = http::get(&url);
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        file.header("Content-Length").map(str::to_owned),
+        Some(file.body.len().to_string())
+    );
+    let digest = asu_builder::hash::hex(&Sha256::digest(&file.body));
+    assert_eq!(image["sha256"], digest.as_str());
+    let text = file.text();
+    assert!(
+        text.contains("--- /etc/uci-defaults/99-asu-defaults ---"),
+        "{text}"
+    );
+    assert!(text.contains("echo hello-from-asu"), "{text}");
+    assert!(text.contains("vim"), "{text}");
+    let cmd: Vec<String> = serde_json::from_value(result["build_cmd"].clone()).unwrap();
+    assert!(
+        cmd.iter().any(|a| a == "FILES=/builder/asu-files"),
+        "{cmd:?}"
+    );
+    assert_eq!(
+        containers_of(&env.podman, &hash),
+        0,
+        "container left behind"
+    );
+}
+
+#[test]
+fn user_errors_come_back_with_the_reference_details() {
+    let env = start(|_| {});
+    let base = &env.app.base;
+    let cases = [
+        (
+            json!({"packages": ["missing-pkg"]}),
+            "Error: Impossible package selection: missing (",
+        ),
+        (
+            json!({"packages": ["conflict-pkg"]}),
+            "Error: Impossible package selection:",
+        ),
+        (
+            json!({"packages": ["too-big-pkg"]}),
+            "Error: Selected packages exceed device storage",
+        ),
+        (
+            json!({"version_code": "r1-0000000000"}),
+            "Error: Received incorrect version r12345-abcdef (requested r1-0000000000)",
+        ),
+    ];
+    for (extra, want) in cases {
+        let hash = hash_of(&post(base, &body(extra.clone())));
+        let r = wait_final(base, &hash, Duration::from_secs(120));
+        assert_eq!(r.status, 500, "{extra}: {}", r.text());
+        let detail = r.json()["detail"].as_str().unwrap().to_string();
+        assert!(detail.starts_with(want), "{extra}: {detail}");
+        assert!(r.json()["stderr"].is_string());
+        assert_eq!(containers_of(&env.podman, &hash), 0);
+    }
+}
+
+#[test]
+fn diff_packages_removes_unrequested_defaults() {
+    let env = start(|_| {});
+    let base = &env.app.base;
+    let hash = hash_of(&post(
+        base,
+        &body(json!({"packages": ["base-files", "busybox", "vim"], "diff_packages": true})),
+    ));
+    let r = wait_final(base, &hash, Duration::from_secs(120));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let result = r.json();
+    let manifest = result["manifest"].as_object().unwrap();
+    assert!(manifest.contains_key("vim"));
+    assert!(manifest.contains_key("busybox"));
+    assert!(!manifest.contains_key("dnsmasq"), "{manifest:?}");
+    let cmd: Vec<String> = serde_json::from_value(result["build_cmd"].clone()).unwrap();
+    let packages = cmd.iter().find(|a| a.starts_with("PACKAGES=")).unwrap();
+    assert!(packages.contains("-dnsmasq"), "{packages}");
+}
+
+#[test]
+fn custom_repositories_and_keys_reach_the_imagebuilder() {
+    let env = start(|c| c.repository_allow_list = vec!["https://feed.example.org/".into()]);
+    let base = &env.app.base;
+    let hash = hash_of(&post(
+        base,
+        &body(json!({
+            "packages": ["vim"],
+            "repositories": {"custom": "https://feed.example.org/packages/base"},
+            "repository_keys": [USIGN_KEY],
+        })),
+    ));
+    let r = wait_final(base, &hash, Duration::from_secs(120));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let stdout = r.json()["stdout"].as_str().unwrap().to_string();
+    assert!(
+        stdout.contains("repository-file repositories.conf: src/gz custom https://feed.example.org/packages/base"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("key-file 0102030405060708: {USIGN_KEY}")),
+        "{stdout}"
+    );
+    // Replace mode: the image's own feeds are gone.
+    assert!(!stdout.contains("downloads.openwrt.org"), "{stdout}");
+}
+
+#[test]
+fn job_timeout_kills_the_container_and_fails_the_job() {
+    let env = start(|c| c.job_timeout_seconds = 4);
+    let base = &env.app.base;
+    let hash = hash_of(&post(base, &body(json!({"packages": ["slow-60-pkg"]}))));
+    let r = wait_final(base, &hash, Duration::from_secs(90));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(
+        r.json()["detail"],
+        "Error: Build timed out after 4 seconds (job_timeout_seconds)"
+    );
+    assert_eq!(containers_of(&env.podman, &hash), 0);
+}
+
+#[test]
+fn builds_wait_out_a_podman_outage_and_succeed_when_it_returns() {
+    let service = podman_service::start_service().unwrap_or_else(|e| panic!("{e}"));
+    service
+        .image(&[podman_service::IMAGE_RELEASE])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let env = start_on(&service, |_| {});
+    let base = &env.app.base;
+    service.stop().unwrap_or_else(|e| panic!("{e}"));
+
+    let hash = hash_of(&post(base, &body(json!({"packages": ["tmux"]}))));
+    let db = env.dir.path().join("data/builder.db");
+    let attempts = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT attempts FROM build_jobs WHERE request_hash = ?1",
+                [&hash],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while attempts() < 1 {
+        assert!(Instant::now() < deadline, "never attempted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The API keeps answering while Podman is away.
+    let r = poll(base, &hash);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(http::get(&format!("{base}/api/v1/stats")).status, 200);
+
+    service.start().unwrap_or_else(|e| panic!("{e}"));
+    let done = wait_final(base, &hash, Duration::from_secs(120));
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(attempts() >= 2);
+}
+
+// ---- the real binary: kill -9 mid-build, then restart ----------------------
+
+fn write_daemon_config(
+    dir: &Path,
+    port: u16,
+    upstream: &FakeUpstream,
+    service: &Service,
+    worker: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    let text = format!(
+        "server_host: 127.0.0.1\nserver_port: {port}\ndatabase_path: {d}/data/builder.db\n\
+         public_path: {d}/public\ncontainer_socket_path: {sock}\nupstream_url: {up}\n\
+         worker_id: {worker}\nworker_concurrent: 1\nworker_poll_seconds: 1\n\
+         container_network: asu-e2e\nlog_level: debug\n\
+         branches:\n  \"1.2\":\n    path: \"releases/{{version}}\"\n    enabled: true\n    snapshot: false\n",
+        d = dir.display(),
+        sock = service.socket.display(),
+        up = upstream.url(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn_daemon(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_asu-builder"))
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_up(child: &mut Child, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = ureq::get(&format!("{base}/health")).call().is_ok();
+        if up {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("daemon exited with {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "daemon did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
+    let service = podman_service::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start_fixtures();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_daemon_config(dir.path(), port, &upstream, service, &unique_worker());
+    let base = format!("http://127.0.0.1:{port}");
+    let podman = Podman::new(&service.socket);
+
+    let mut daemon = spawn_daemon(&config);
+    wait_up(&mut daemon, &base);
+    let hash = hash_of(&post(&base, &body(json!({"packages": ["slow-5-pkg"]}))));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = poll(&base, &hash).json();
+        if r["imagebuilder_status"] == "building_image" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached building_image: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemon.kill().unwrap(); // SIGKILL
+    daemon.wait().unwrap();
+    assert_eq!(
+        containers_of(&podman, &hash),
+        1,
+        "the build container outlives the daemon"
+    );
+
+    let mut daemon = spawn_daemon(&config);
+    wait_up(&mut daemon, &base);
+    let done = wait_final(&base, &hash, Duration::from_secs(120));
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(containers_of(&podman, &hash), 0, "orphaned container left");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
