@@ -122,11 +122,14 @@ fn render_result(result_json: String) -> Response {
 /// The current state of a request hash, or `None` when nothing is known.
 fn lookup(conn: &Connection, hash: &str) -> Result<Option<Response>, DbError> {
     let now = db::now_ms();
-    if let Some(result) = jobs::find_result(conn, hash, now)? {
+    // One read transaction, so a job completing between the two queries
+    // cannot make a finished build look unknown.
+    let tx = conn.unchecked_transaction()?;
+    if let Some(result) = jobs::find_result(&tx, hash, now)? {
         return Ok(Some(render_result(result)));
     }
-    match jobs::find_visible_job(conn, hash, now)? {
-        Some(job) => render_job(conn, &job).map(Some),
+    match jobs::find_visible_job(&tx, hash, now)? {
+        Some(job) => render_job(&tx, &job).map(Some),
         None => Ok(None),
     }
 }
@@ -216,6 +219,16 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
             job
         }
         jobs::EnqueueOutcome::Existing(job) => job,
+        // Finished while we validated: answer with the result.
+        jobs::EnqueueOutcome::AlreadyBuilt => {
+            return match lookup(conn, &hash) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    Response::error_titled(404, "Not Found", "could not find provided request hash")
+                }
+                Err(e) => db_unavailable(e),
+            };
+        }
         jobs::EnqueueOutcome::Overloaded(n) => {
             log::warn!("refusing {hash}: {n} jobs pending");
             return Response::error_titled(

@@ -131,6 +131,8 @@ pub enum EnqueueOutcome {
     Created(JobRow),
     /// Another request inserted the same job first.
     Existing(JobRow),
+    /// A result appeared meanwhile (the job finished while we validated).
+    AlreadyBuilt,
     /// `max_pending` exceeded; carries the pending count.
     Overloaded(i64),
 }
@@ -140,6 +142,9 @@ pub enum EnqueueOutcome {
 pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome, DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if find_result(&tx, job.request_hash, now)?.is_some() {
+        return Ok(EnqueueOutcome::AlreadyBuilt);
+    }
     if let Some(existing) = find_visible_job(&tx, job.request_hash, now)?
         .filter(|j| j.status == "pending" || j.status == "running")
     {
