@@ -17,6 +17,7 @@ use crate::container::{
 use crate::models::Phase;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 /// The working directory of ImageBuilder images.
 const WORKDIR: &str = "/builder";
@@ -144,6 +145,9 @@ struct Build<'a> {
     stdout: String,
     stderr: String,
     build_cmd: Vec<String>,
+    /// Wall time per step, logged at the end so operators (and `make bench`)
+    /// can tell the service's own overhead from the ImageBuilder's work.
+    timings: Vec<(String, Duration)>,
 }
 
 /// What the in-container part hands back.
@@ -213,10 +217,10 @@ impl<'a> Build<'a> {
             workdir: Some(WORKDIR.into()),
             user: user.map(str::to_owned),
         };
-        let out = self
-            .runtime
-            .exec(id, &req)
-            .map_err(|e| self.runtime_failure(e, during))?;
+        let started = Instant::now();
+        let out = self.runtime.exec(id, &req);
+        self.timings.push((during.to_string(), started.elapsed()));
+        let out = out.map_err(|e| self.runtime_failure(e, during))?;
         if keep {
             self.stdout = out.stdout.clone();
             self.stderr = out.stderr.clone();
@@ -238,9 +242,10 @@ impl<'a> Build<'a> {
         let image = tag::image_name(&config.imagebuilder_registry, &req.target, &req.version);
         self.progress.phase(Phase::ContainerSetup);
         log::info!("job {}: image {image}", job.request_hash);
-        let origin = runtime
-            .ensure_image(&image)
-            .map_err(|e| self.runtime_failure(e, "image pull"))?;
+        let started = Instant::now();
+        let origin = runtime.ensure_image(&image);
+        self.timings.push(("image pull".into(), started.elapsed()));
+        let origin = origin.map_err(|e| self.runtime_failure(e, "image pull"))?;
         log::debug!("image {image}: {origin:?}");
         if !config.container_network.is_empty() {
             runtime
@@ -249,17 +254,30 @@ impl<'a> Build<'a> {
         }
 
         let spec = container_spec(config, worker_id, job, &image);
+        let started = Instant::now();
         let id = self.create(&spec)?;
+        self.timings
+            .push(("container create".into(), started.elapsed()));
         let mut guard = ContainerGuard {
             runtime,
             id: id.clone(),
             removed: false,
         };
+        let started = Instant::now();
         let built = runtime
             .start(&id)
             .map_err(|e| self.runtime_failure(e, "container start"))
-            .and_then(|()| self.in_container(&id));
+            .and_then(|()| {
+                self.timings
+                    .push(("container start".into(), started.elapsed()));
+                log::info!("job {}: container started", job.request_hash);
+                self.in_container(&id)
+            });
+        let started = Instant::now();
         guard.remove();
+        self.timings
+            .push(("container remove".into(), started.elapsed()));
+        self.log_timings();
         let built = built?;
 
         let json_path = job.store_dir.join("profiles.json");
@@ -287,6 +305,31 @@ impl<'a> Build<'a> {
             stdout: std::mem::take(&mut self.stdout),
             stderr: std::mem::take(&mut self.stderr),
         })
+    }
+
+    /// One line per build: each step's wall time and the share spent
+    /// inside `make`, the ImageBuilder's own work.
+    fn log_timings(&self) {
+        let total: Duration = self.timings.iter().map(|(_, d)| *d).sum();
+        let make: Duration = self
+            .timings
+            .iter()
+            .filter(|(step, _)| step.starts_with("make "))
+            .map(|(_, d)| *d)
+            .sum();
+        let steps: Vec<String> = self
+            .timings
+            .iter()
+            .map(|(step, d)| format!("{step}={:.1}ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        log::info!(
+            "job {}: timings total={:.1}ms make={:.1}ms outside-make={:.1}ms [{}]",
+            self.job.request_hash,
+            total.as_secs_f64() * 1000.0,
+            make.as_secs_f64() * 1000.0,
+            (total - make).as_secs_f64() * 1000.0,
+            steps.join(" ")
+        );
     }
 
     /// Create the container; a leftover of the same name (from a crashed
@@ -406,10 +449,10 @@ impl<'a> Build<'a> {
         }
 
         let src = format!("{WORKDIR}/{}", job.bin_dir);
-        let bytes = self
-            .runtime
-            .copy_out(id, &src, &job.store_dir)
-            .map_err(|e| self.runtime_failure(e, "copying images"))?;
+        let started = Instant::now();
+        let bytes = self.runtime.copy_out(id, &src, &job.store_dir);
+        self.timings.push(("copy out".into(), started.elapsed()));
+        let bytes = bytes.map_err(|e| self.runtime_failure(e, "copying images"))?;
         log::info!(
             "job {}: {bytes} bytes stored in {}",
             job.request_hash,
@@ -552,6 +595,7 @@ pub(super) fn run(
         stdout: String::new(),
         stderr: String::new(),
         build_cmd: Vec::new(),
+        timings: Vec::new(),
     }
     .run(worker_id)
 }
