@@ -40,8 +40,9 @@ test: lint podman-install
 unit:
 	$(CARGO) test --lib
 
+# Figures, not assertions: start-up, RSS, build overhead, HTTP latency.
 bench:
-	@echo "benchmarks arrive with the benchmark issue; nothing to run yet"
+	bash tests/bench/bench.sh
 
 clean:
 	$(CARGO) clean

@@ -187,3 +187,14 @@ impl AddrStr for TestApp {
         self.base.trim_start_matches("http://").to_string()
     }
 }
+
+#[test]
+fn listens_on_an_ipv6_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "http://127.0.0.1:9");
+    cfg.server_host = "::1".into();
+    let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
+    let app = TestApp::start(cfg, runtime);
+    assert!(app.base.starts_with("http://[::1]:"), "{}", app.base);
+    assert_eq!(http::get(&app.url("/health")).status, 200);
+}

@@ -53,8 +53,16 @@ impl std::error::Error for ServerError {}
 
 pub fn start(state: Arc<AppState>) -> Result<ServerHandle, ServerError> {
     let config = &state.config;
-    let bind = format!("{}:{}", config.server_host, config.server_port);
-    let server = tiny_http::Server::http(&bind)
+    let host = &config.server_host;
+    // An IPv6 literal needs brackets before the port.
+    let bind = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{}", config.server_port)
+    } else {
+        format!("{host}:{}", config.server_port)
+    };
+    let listener =
+        listen(&bind).map_err(|e| ServerError(format!("cannot listen on {bind}: {e}")))?;
+    let server = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| ServerError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
@@ -100,6 +108,25 @@ pub fn start(state: Arc<AppState>) -> Result<ServerHandle, ServerError> {
         accept: Some(accept),
         handlers,
     })
+}
+
+/// The listening socket, with TCP_NODELAY set so accepted connections
+/// inherit it (Linux does): tiny_http writes headers and body separately,
+/// and with Nagle's algorithm a keep-alive client waits out its delayed ACK
+/// (40 ms) on every response larger than tiny_http's 1 KiB buffer.
+fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let addr = bind
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 fn handler_loop(state: &AppState, rx: &Receiver<tiny_http::Request>) {
