@@ -356,3 +356,42 @@ fn aliases_resolve_for_bin_dir_but_not_for_the_job_id() {
     let request: Value = serde_json::from_str(&request).unwrap();
     assert_eq!(request["profile"], "generic");
 }
+
+#[test]
+fn injection_attempts_in_repositories_are_422() {
+    let (_d, _u, app) =
+        start_with(|c| c.repository_allow_list = vec!["https://feed.example.org/".into()]);
+    for repositories in [
+        json!({"evil\nsrc/gz x http://attacker": "https://feed.example.org/p"}),
+        json!({"with space": "https://feed.example.org/p"}),
+        json!({"a/b": "https://feed.example.org/p"}),
+        json!({"": "https://feed.example.org/p"}),
+        json!({"ok": "https://feed.example.org/p\nsrc/gz evil http://attacker"}),
+        json!({"ok": "file:///etc/passwd"}),
+    ] {
+        let body = json!({
+            "version": "1.2.3", "target": "testtarget/testsubtarget", "profile": "testprofile",
+            "repositories": repositories,
+        });
+        let r = http::post_json(&app.url("/api/v1/build"), &body.to_string());
+        assert_eq!(r.status, 422, "{repositories}: {}", r.text());
+        assert_eq!(
+            r.json()["errors"][0]["loc"][1],
+            "repositories",
+            "{}",
+            r.text()
+        );
+    }
+    let body = json!({
+        "version": "1.2.3", "target": "testtarget/testsubtarget", "profile": "testprofile",
+        "repositories_mode": "merge",
+    });
+    let r = http::post_json(&app.url("/api/v1/build"), &body.to_string());
+    assert_eq!(r.status, 422);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("repositories_mode")
+    );
+}
