@@ -3,7 +3,7 @@
 
 mod common;
 
-use asu_builder::config::{Branch, Config};
+use asu_builder::config::Config;
 use common::fake_runtime::{self, FakeRuntime};
 use common::fake_upstream::FakeUpstream;
 use common::http::{self, Reply};
@@ -22,18 +22,7 @@ struct Env {
 }
 
 fn config_for(dir: &Path, upstream: &FakeUpstream) -> Config {
-    let mut c = testapp::config(dir, upstream.url());
-    c.branches.insert(
-        "1.2".into(),
-        Branch {
-            path: "releases/{version}".into(),
-            enabled: true,
-            snapshot: false,
-            branch_off_rev: None,
-            package_changes: vec![],
-        },
-    );
-    c
+    testapp::config(dir, upstream.url())
 }
 
 fn start(edit: impl FnOnce(&mut Config)) -> Env {
@@ -267,20 +256,7 @@ fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
     env.runtime.set_unreachable(true);
     let hash = hash_of(&post(&env.app, &request(&["vim"])));
     let db = env.dir.path().join("data/builder.db");
-    let attempts = || -> i64 {
-        let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.query_row(
-            "SELECT attempts FROM build_jobs WHERE request_hash = ?1",
-            [&hash],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while attempts() < 1 {
-        assert!(Instant::now() < deadline, "job never attempted");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    testapp::wait_attempted(&db, &hash, Duration::from_secs(10));
     // Waiting for the retry: the client still sees a queued job, not an error.
     std::thread::sleep(Duration::from_millis(300));
     let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
@@ -289,7 +265,7 @@ fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
     env.runtime.set_unreachable(false);
     let done = wait_final(&env.app, &hash, Duration::from_secs(30));
     assert_eq!(done.status, 200, "{}", done.text());
-    assert!(attempts() >= 2);
+    assert!(testapp::attempts(&db, &hash) >= 2);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use asu_builder::config::{Branch, Config};
+use asu_builder::config::Config;
 use asu_builder::container::podman::Podman;
 use common::fake_upstream::FakeUpstream;
 use common::http;
@@ -14,16 +14,6 @@ use std::sync::Arc;
 fn base_config(dir: &std::path::Path, upstream: &FakeUpstream) -> Config {
     let mut c = testapp::config(dir, upstream.url());
     c.worker_concurrent = 0;
-    c.branches.insert(
-        "1.2".into(),
-        Branch {
-            path: "releases/{version}".into(),
-            enabled: true,
-            snapshot: false,
-            branch_off_rev: None,
-            package_changes: vec![],
-        },
-    );
     c
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use asu_builder::config::{Branch, Config};
+use asu_builder::config::Config;
 use asu_builder::container::ContainerRuntime;
 use asu_builder::container::podman::Podman;
 use common::fake_upstream::FakeUpstream;
@@ -38,16 +38,6 @@ fn config_for(dir: &Path, upstream: &FakeUpstream, service: &Service) -> Config 
     c.container_socket_path = service.socket.clone();
     c.worker_id = unique_worker();
     c.container_network = "asu-e2e".into();
-    c.branches.insert(
-        "1.2".into(),
-        Branch {
-            path: "releases/{version}".into(),
-            enabled: true,
-            snapshot: false,
-            branch_off_rev: None,
-            package_changes: vec![],
-        },
-    );
     c
 }
 
@@ -297,21 +287,7 @@ fn builds_wait_out_a_podman_outage_and_succeed_when_it_returns() {
 
     let hash = hash_of(&post(base, &body(json!({"packages": ["tmux"]}))));
     let db = env.dir.path().join("data/builder.db");
-    let attempts = || -> i64 {
-        rusqlite::Connection::open(&db)
-            .unwrap()
-            .query_row(
-                "SELECT attempts FROM build_jobs WHERE request_hash = ?1",
-                [&hash],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while attempts() < 1 {
-        assert!(Instant::now() < deadline, "never attempted");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    testapp::wait_attempted(&db, &hash, Duration::from_secs(30));
     // The API keeps answering while Podman is away.
     let r = poll(base, &hash);
     assert_eq!(r.status, 202, "{}", r.text());
@@ -320,7 +296,7 @@ fn builds_wait_out_a_podman_outage_and_succeed_when_it_returns() {
     service.start().unwrap_or_else(|e| panic!("{e}"));
     let done = wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(done.status, 200, "{}", done.text());
-    assert!(attempts() >= 2);
+    assert!(testapp::attempts(&db, &hash) >= 2);
 }
 
 // ---- the real binary: kill -9 mid-build, then restart ----------------------

@@ -4,10 +4,13 @@
 
 #[path = "common/fake_upstream.rs"]
 mod fake_upstream;
+#[path = "common/testapp.rs"]
+#[allow(dead_code)]
+mod testapp;
 
 use asu_builder::api::metadata;
 use asu_builder::api::response::{Body, Response};
-use asu_builder::config::{Branch, Config};
+use asu_builder::config::Config;
 use asu_builder::models::BuildRequest;
 use asu_builder::upstream::{Freshness, Upstream, UpstreamError, UpstreamOptions};
 use asu_builder::validate::{ValidationError, check_request, validate_request};
@@ -30,16 +33,7 @@ fn test_config(url: &str) -> Config {
         upstream_url: url.to_owned(),
         ..Config::default()
     };
-    c.branches.insert(
-        "1.2".into(),
-        Branch {
-            path: "releases/{version}".into(),
-            enabled: true,
-            snapshot: false,
-            branch_off_rev: None,
-            package_changes: vec![],
-        },
-    );
+    c.branches.insert("1.2".into(), testapp::test_branch());
     c
 }
 

@@ -1,15 +1,52 @@
 //! Start the whole service in-process on an ephemeral loopback port.
 
 use asu_builder::app::{self, App};
-use asu_builder::config::Config;
+use asu_builder::config::{Branch, Config};
 use asu_builder::container::ContainerRuntime;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A config for tests: loopback, ephemeral port, everything under `dir`.
+/// The fixtures' release `1.2.3` belongs to a branch the built-in table
+/// does not have (the reference tests add it the same way).
+pub fn test_branch() -> Branch {
+    Branch {
+        path: "releases/{version}".into(),
+        enabled: true,
+        snapshot: false,
+        branch_off_rev: None,
+        package_changes: vec![],
+    }
+}
+
+/// How many times the job for `hash` was attempted, read from the database.
+pub fn attempts(db: &Path, hash: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT attempts FROM build_jobs WHERE request_hash = ?1",
+            [hash],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// Wait until the job for `hash` was attempted at least once.
+pub fn wait_attempted(db: &Path, hash: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while attempts(db, hash) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {hash} never attempted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A config for tests: loopback, ephemeral port, everything under `dir`,
+/// with the fixtures' `1.2` branch.
 pub fn config(dir: &Path, upstream_url: &str) -> Config {
-    Config {
+    let mut c = Config {
         server_host: "127.0.0.1".into(),
         server_port: 0,
         database_path: dir.join("data/builder.db"),
@@ -21,7 +58,9 @@ pub fn config(dir: &Path, upstream_url: &str) -> Config {
         worker_poll_seconds: 1,
         server_threads: 4,
         ..Config::default()
-    }
+    };
+    c.branches.insert("1.2".into(), test_branch());
+    c
 }
 
 pub struct TestApp {
