@@ -68,6 +68,7 @@ fn run_with(rt: &FakeRuntime, config: &Config, req: BuildRequest, progress: Phas
         request: req,
         bin_dir: BIN_DIR.into(),
         store_dir: dir.path().join("store").join(BIN_DIR),
+        staging_dir: dir.path().join("store/.staging/w"),
     };
     let outcome = run_build(config, rt, "worker-1", &job, &progress);
     let phases = progress.seen.lock().unwrap().clone();
@@ -236,7 +237,7 @@ fn container_is_created_as_specified() {
         .unwrap();
     assert_eq!(
         copy,
-        (format!("/builder/{BIN_DIR}"), r.job.store_dir.clone())
+        (format!("/builder/{BIN_DIR}"), r.job.staging_dir.clone())
     );
     // Nothing was uploaded for a plain request.
     assert!(rt.put_files().is_empty());

@@ -39,6 +39,7 @@ fn images_are_signed_and_checksums_match_the_stored_files() {
         },
         bin_dir: "cd".repeat(32),
         store_dir: dir.path().join("store"),
+        staging_dir: dir.path().join("staging"),
     };
     let phases = Phases(Mutex::new(Vec::new()));
     let s = run_build(&Config::default(), &rt, "w", &job, &phases).expect("build");

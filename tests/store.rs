@@ -302,3 +302,23 @@ fn empty_file_is_served_and_any_range_is_416() {
     assert_eq!(resp.status, 416);
     assert_eq!(resp.header("Content-Range"), Some("bytes */0"));
 }
+
+#[test]
+fn builds_in_progress_are_never_served() {
+    let f = fixture();
+    let staging = f.store.join(".staging/worker-1_1");
+    std::fs::create_dir_all(&staging).unwrap();
+    std::fs::write(staging.join("half.bin"), b"partial").unwrap();
+    assert_not_found(
+        get(&f.store, ".staging/worker-1_1/half.bin"),
+        "staging file",
+    );
+    assert_not_found(
+        get(&f.store, "%2estaging/worker-1_1/half.bin"),
+        "encoded staging",
+    );
+    assert_not_found(
+        get(&f.store, "abc/../.staging/worker-1_1/half.bin"),
+        "dotted staging",
+    );
+}

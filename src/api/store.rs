@@ -96,7 +96,9 @@ fn resolve(store_root: &Path, url_path: &str) -> Option<PathBuf> {
     let full = root.join(&decoded).canonicalize().ok()?;
     // `starts_with` compares whole components, so `/store-evil` is not
     // inside `/store`; the root itself is a directory, not a download.
-    (full.starts_with(&root) && full != root).then_some(full)
+    // Builds in progress live under the staging directory: never served.
+    let staging = root.join(crate::builder::publish::STAGING_DIR);
+    (full.starts_with(&root) && full != root && !full.starts_with(&staging)).then_some(full)
 }
 
 /// A relative path of plain names: no `..`, no absolute start, no

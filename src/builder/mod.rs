@@ -17,6 +17,7 @@ pub mod changes;
 pub mod info;
 pub mod packages;
 mod pipeline;
+pub mod publish;
 pub mod repos;
 pub mod result;
 pub mod sign;
@@ -39,8 +40,11 @@ pub struct BuildJob {
     pub request: BuildRequest,
     /// Store directory name: the hash recomputed after profile resolution.
     pub bin_dir: String,
-    /// `{store_path}/{bin_dir}`; images are streamed here.
+    /// `{store_path}/{bin_dir}`; the finished build is renamed here.
     pub store_dir: PathBuf,
+    /// Where images are streamed while the build runs (`publish::staging_dir`);
+    /// emptied before and removed after each build.
+    pub staging_dir: PathBuf,
 }
 
 /// What a finished build contributes to the stored result.

@@ -4,6 +4,7 @@
 use super::changes::{self, Context};
 use super::info::{self, ImageBuilderInfo};
 use super::packages;
+use super::publish;
 use super::repos;
 use super::result;
 use super::sign;
@@ -280,7 +281,7 @@ impl<'a> Build<'a> {
         self.log_timings();
         let built = built?;
 
-        let json_path = job.store_dir.join("profiles.json");
+        let json_path = job.staging_dir.join("profiles.json");
         if !json_path.is_file() {
             return Err(self.user("No JSON file found"));
         }
@@ -296,7 +297,13 @@ impl<'a> Build<'a> {
             &built.build_cmd_packages,
         )
         .map_err(|e| self.user(e))?;
-        result::refresh_checksums(&mut result, &job.store_dir);
+        result::refresh_checksums(&mut result, &job.staging_dir);
+        publish::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
+            self.fail(
+                FailureKind::Infrastructure,
+                format!("Could not move the images into the store: {e}"),
+            )
+        })?;
 
         self.progress.phase(Phase::Done);
         Ok(BuildSuccess {
@@ -450,13 +457,14 @@ impl<'a> Build<'a> {
 
         let src = format!("{WORKDIR}/{}", job.bin_dir);
         let started = Instant::now();
-        let bytes = self.runtime.copy_out(id, &src, &job.store_dir);
+        publish::discard(&job.staging_dir);
+        let bytes = self.runtime.copy_out(id, &src, &job.staging_dir);
         self.timings.push(("copy out".into(), started.elapsed()));
         let bytes = bytes.map_err(|e| self.runtime_failure(e, "copying images"))?;
         log::info!(
             "job {}: {bytes} bytes stored in {}",
             job.request_hash,
-            job.store_dir.display()
+            job.staging_dir.display()
         );
 
         Ok(Built {
@@ -616,6 +624,7 @@ mod tests {
             },
             bin_dir: "fedcba".into(),
             store_dir: "/tmp/none".into(),
+            staging_dir: "/tmp/none.staging".into(),
         }
     }
 

@@ -114,6 +114,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         request_hash: job.request_hash.clone(),
         bin_dir: job.bin_dir.clone(),
         store_dir: config.store_path.join(&job.bin_dir),
+        staging_dir: builder::publish::staging_dir(&config.store_path, name),
         request: request.clone(),
     };
     shared.inflight.insert(job.id, &job.request_hash, name);
@@ -138,6 +139,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         })
     };
     let aborted = shared.inflight.remove(job.id);
+    builder::publish::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
     let event = stats::StatEvent {
         request_hash: Some(&job.request_hash),

@@ -1,0 +1,97 @@
+//! Moving a finished build into the store. Images are copied out of the
+//! container into a staging directory first and only renamed into
+//! `{store}/{bin_dir}` once the build succeeded, so clients never download
+//! from a half-written or failed build, and two builds that resolve to the
+//! same `bin_dir` (an alias and its canonical profile) replace each other
+//! whole instead of interleaving files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Directory under the store root that holds builds in progress. The store
+/// endpoint refuses it.
+pub const STAGING_DIR: &str = ".staging";
+
+/// Where a worker stages its builds: one directory per worker thread.
+pub fn staging_dir(store: &Path, worker: &str) -> PathBuf {
+    let name: String = worker
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    store.join(STAGING_DIR).join(name)
+}
+
+/// Rename `staging` to `dest`, replacing an existing `dest` whole.
+pub fn publish(staging: &Path, dest: &Path) -> io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::rename(staging, dest) {
+        Ok(()) => return Ok(()),
+        Err(e) if !dest.exists() => return Err(e),
+        Err(_) => {}
+    }
+    // Another build of this bin_dir is already there: swap it out, then
+    // delete it. Downloads that opened a file keep reading the old inode.
+    let old = staging.with_extension(format!("replaced-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&old);
+    std::fs::rename(dest, &old)?;
+    let moved = std::fs::rename(staging, dest);
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        log::warn!("could not remove replaced build {}: {e}", old.display());
+    }
+    moved
+}
+
+/// Remove a staging directory; a missing one is fine.
+pub fn discard(staging: &Path) {
+    match std::fs::remove_dir_all(staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!(
+            "could not remove staging directory {}: {e}",
+            staging.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_moves_and_replaces_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("store");
+        let dest = store.join("abc");
+        let staging = staging_dir(&store, "worker-1/2");
+        assert!(staging.ends_with(".staging/worker-1_2"));
+
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("a.bin"), b"one").unwrap();
+        std::fs::write(staging.join("old-only.bin"), b"x").unwrap();
+        publish(&staging, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"one");
+        assert!(!staging.exists());
+
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("a.bin"), b"two").unwrap();
+        publish(&staging, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"two");
+        assert!(
+            !dest.join("old-only.bin").exists(),
+            "no files mixed from two builds"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(store.join(STAGING_DIR))
+            .unwrap()
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        discard(&staging);
+    }
+}
