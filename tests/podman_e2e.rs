@@ -401,3 +401,46 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
     let status = daemon.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_snapshot_build_runs_setup_and_honours_rootfs_options() {
+    let env = start(|_| {});
+    let base = &env.app.base;
+    // Snapshot testtarget has one profile, `generic`: a board name maps to it.
+    let request = json!({
+        "version": "SNAPSHOT",
+        "target": "testtarget/testsubtarget",
+        "profile": "vendor,board",
+        "packages": ["tmux"],
+        "rootfs_size_mb": 256,
+        "filesystem": "ext4",
+    });
+    let hash = hash_of(&post(base, &request.to_string()));
+    let r = wait_final(base, &hash, Duration::from_secs(120));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let result = r.json();
+    assert_eq!(result["id"], "generic");
+    let bin_dir = result["bin_dir"].as_str().unwrap();
+    assert_ne!(
+        bin_dir, hash,
+        "bin_dir is the hash after the profile was resolved"
+    );
+    let cmd: Vec<String> = serde_json::from_value(result["build_cmd"].clone()).unwrap();
+    for arg in [
+        "ROOTFS_PARTSIZE=256",
+        "ROOTFS_FILESYSTEM=ext4",
+        "PROFILE=generic",
+    ] {
+        assert!(cmd.iter().any(|a| a == arg), "{arg} missing from {cmd:?}");
+    }
+    let image = sysupgrade(&result);
+    assert_eq!(image["filesystem"], "ext4");
+    let text = http::get(&format!(
+        "{base}/store/{bin_dir}/{}",
+        image["name"].as_str().unwrap()
+    ))
+    .text();
+    assert!(text.contains("rootfs_partsize=256"), "{text}");
+    assert!(text.contains("filesystem=ext4"), "{text}");
+    assert_eq!(containers_of(&env.podman, &hash), 0);
+}
