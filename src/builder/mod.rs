@@ -17,6 +17,8 @@ pub mod changes;
 pub mod info;
 pub mod packages;
 mod pipeline;
+
+pub use pipeline::run_build;
 pub mod publish;
 pub mod repos;
 pub mod result;
@@ -25,8 +27,6 @@ pub mod tag;
 
 pub use pipeline::{container_name, container_spec, image_cmd, manifest_cmd};
 
-use crate::config::Config;
-use crate::container::ContainerRuntime;
 use crate::models::{BuildRequest, Phase};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -80,19 +80,4 @@ pub struct BuildFailure {
 /// Callbacks from the pipeline to the worker that runs it.
 pub trait Progress {
     fn phase(&self, phase: Phase);
-}
-
-/// Run one build. The container is removed on every path.
-///
-/// Phases reported: `Init`, `ContainerSetup`, `ValidateRevision`,
-/// `ValidateManifest`, `BuildingImage`, `SigningImages` (only with a build
-/// key) and `Done`; setting `Failed` or re-queueing is the worker's call.
-pub fn run_build(
-    config: &Config,
-    runtime: &dyn ContainerRuntime,
-    worker_id: &str,
-    job: &BuildJob,
-    progress: &dyn Progress,
-) -> Result<BuildSuccess, BuildFailure> {
-    pipeline::run(config, runtime, worker_id, job, progress)
 }

@@ -588,7 +588,12 @@ impl<'a> Build<'a> {
     }
 }
 
-pub(super) fn run(
+/// Run one build. The container is removed on every path.
+///
+/// Phases reported: `Init`, `ContainerSetup`, `ValidateRevision`,
+/// `ValidateManifest`, `BuildingImage`, `SigningImages` (only with a build
+/// key) and `Done`; setting `Failed` or re-queueing is the worker's call.
+pub fn run_build(
     config: &Config,
     runtime: &dyn ContainerRuntime,
     worker_id: &str,
