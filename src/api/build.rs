@@ -13,6 +13,10 @@ use crate::validate::check_request;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 
+fn hash_not_found() -> Response {
+    Response::error_titled(404, "Not Found", "could not find provided request hash")
+}
+
 fn db_unavailable(e: DbError) -> Response {
     log::error!("database error while answering a request: {e}");
     Response::error(503, "Database temporarily unavailable, try again shortly")
@@ -137,9 +141,7 @@ fn lookup(conn: &Connection, hash: &str) -> Result<Option<Response>, DbError> {
 pub fn get_build(_state: &AppState, conn: &Connection, hash: &str) -> Response {
     match lookup(conn, hash) {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            Response::error_titled(404, "Not Found", "could not find provided request hash")
-        }
+        Ok(None) => hash_not_found(),
         Err(e) => db_unavailable(e),
     }
 }
@@ -223,9 +225,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         jobs::EnqueueOutcome::AlreadyBuilt => {
             return match lookup(conn, &hash) {
                 Ok(Some(r)) => r,
-                Ok(None) => {
-                    Response::error_titled(404, "Not Found", "could not find provided request hash")
-                }
+                Ok(None) => hash_not_found(),
                 Err(e) => db_unavailable(e),
             };
         }

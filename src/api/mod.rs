@@ -67,61 +67,78 @@ impl<'a> Handler<'a> {
     fn route(&mut self, req: &Request) -> Response {
         let state = self.state;
         let config = &state.config;
-        let get = matches!(req.method, Method::Get | Method::Head);
-        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-        match segments.as_slice() {
-            ["api", "v1", "build"] => match req.method {
-                Method::Post => build::post_build(state, &mut self.conn, req),
-                _ => method_not_allowed("POST"),
-            },
-            ["api", "v1", "build", hash] if !hash.is_empty() => {
-                if get {
-                    build::get_build(state, &self.conn, hash)
-                } else {
-                    method_not_allowed("GET, HEAD")
-                }
-            }
-            _ if !get => {
-                if self.known_get_path(&segments) {
-                    method_not_allowed("GET, HEAD")
-                } else {
-                    not_found()
-                }
-            }
-            ["health"] => Response::json(200, &json!({"status": "ok"})),
-            ["api", "v1", "stats"] => build::queue_stats(state, &self.conn),
-            ["api", "v1", "revision", version, target, subtarget] => {
+        let Some(route) = Route::of(&req.path) else {
+            return not_found();
+        };
+        if !route.allows(&req.method) {
+            return method_not_allowed(route.allowed());
+        }
+        match route {
+            Route::Build => build::post_build(state, &mut self.conn, req),
+            Route::BuildStatus(hash) => build::get_build(state, &self.conn, hash),
+            Route::Health => Response::json(200, &json!({"status": "ok"})),
+            Route::Stats => build::queue_stats(state, &self.conn),
+            Route::Revision(version, target, subtarget) => {
                 metadata::revision(config, &state.upstream, version, target, subtarget)
             }
-            ["api", "v1", "overview"] | ["api", "overview"] | ["overview"] => {
-                Response::redirect("/json/v1/overview.json")
-            }
-            ["api", "v1", "latest"] => Response::redirect("/json/v1/latest.json"),
-            ["json", "v1", ..] => {
+            Route::Redirect(location) => Response::redirect(location),
+            Route::Json => {
                 metadata::route_json(config, &state.upstream, &req.path).unwrap_or_else(not_found)
             }
-            ["store", ..] => {
-                let rest = req.path.strip_prefix("/store/").unwrap_or("");
+            Route::Store(rest) => {
                 let head = req.method == Method::Head;
                 store::serve_store(&config.store_path, rest, req.header("Range"), head)
             }
-            _ => not_found(),
+        }
+    }
+}
+
+/// The route table, written once: which handler a path goes to and which
+/// methods it takes (everything but the build POST is GET/HEAD).
+enum Route<'p> {
+    Build,
+    BuildStatus(&'p str),
+    Health,
+    Stats,
+    Revision(&'p str, &'p str, &'p str),
+    Redirect(&'static str),
+    Json,
+    Store(&'p str),
+}
+
+impl<'p> Route<'p> {
+    fn of(path: &'p str) -> Option<Route<'p>> {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        Some(match segments.as_slice() {
+            ["api", "v1", "build"] => Route::Build,
+            ["api", "v1", "build", hash] if !hash.is_empty() => Route::BuildStatus(hash),
+            ["health"] => Route::Health,
+            ["api", "v1", "stats"] => Route::Stats,
+            ["api", "v1", "revision", version, target, subtarget] => {
+                Route::Revision(version, target, subtarget)
+            }
+            ["api", "v1", "overview"] | ["api", "overview"] | ["overview"] => {
+                Route::Redirect("/json/v1/overview.json")
+            }
+            ["api", "v1", "latest"] => Route::Redirect("/json/v1/latest.json"),
+            ["json", "v1", ..] => Route::Json,
+            ["store", ..] => Route::Store(path.strip_prefix("/store/").unwrap_or("")),
+            _ => return None,
+        })
+    }
+
+    fn allowed(&self) -> &'static str {
+        match self {
+            Route::Build => "POST",
+            _ => "GET, HEAD",
         }
     }
 
-    fn known_get_path(&self, segments: &[&str]) -> bool {
-        matches!(
-            segments,
-            ["health"]
-                | ["api", "v1", "stats"]
-                | ["api", "v1", "revision", _, _, _]
-                | ["api", "v1", "overview"]
-                | ["api", "overview"]
-                | ["overview"]
-                | ["api", "v1", "latest"]
-                | ["json", "v1", ..]
-                | ["store", ..]
-        )
+    fn allows(&self, method: &Method) -> bool {
+        match self {
+            Route::Build => *method == Method::Post,
+            _ => matches!(method, Method::Get | Method::Head),
+        }
     }
 }
 
