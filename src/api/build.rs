@@ -170,19 +170,20 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         packages: &build.packages,
         duration_s: None,
     };
-    record(conn, stats::REQUEST, &event);
-
-    match lookup(conn, &hash) {
-        Ok(Some(r)) => {
-            if r.status == 200 {
-                record(conn, stats::CACHE_HIT, &event);
-            }
-            return r;
-        }
+    let looked_up = lookup(conn, &hash);
+    // Both events in one commit: this is the hot path of every poll-less
+    // client re-POSTing, and each SQLite commit costs more than the lookup.
+    let events: &[&str] = match &looked_up {
+        Ok(Some(r)) if r.status == 200 => &[stats::REQUEST, stats::CACHE_HIT],
+        Ok(None) => &[stats::REQUEST, stats::CACHE_MISS],
+        _ => &[stats::REQUEST],
+    };
+    record(conn, events, &event);
+    match looked_up {
+        Ok(Some(r)) => return r,
         Ok(None) => {}
         Err(e) => return db_unavailable(e),
     }
-    record(conn, stats::CACHE_MISS, &event);
 
     let mut validated = build.clone();
     if let Err(e) = check_request(config, &state.upstream, &mut validated) {
@@ -241,9 +242,9 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     render_job(conn, &job).unwrap_or_else(db_unavailable)
 }
 
-fn record(conn: &Connection, event: &str, e: &stats::StatEvent<'_>) {
-    if let Err(err) = stats::record(conn, event, e) {
-        log::warn!("recording {event} statistic failed: {err}");
+fn record(conn: &Connection, events: &[&str], e: &stats::StatEvent<'_>) {
+    if let Err(err) = stats::record_all(conn, events, e) {
+        log::warn!("recording {events:?} statistics failed: {err}");
     }
 }
 

@@ -43,6 +43,16 @@ pub fn record(conn: &Connection, event: &str, e: &StatEvent<'_>) -> Result<(), D
     Ok(())
 }
 
+/// Several events for one request, committed together.
+pub fn record_all(conn: &Connection, events: &[&str], e: &StatEvent<'_>) -> Result<(), DbError> {
+    let tx = conn.unchecked_transaction()?;
+    for event in events {
+        record(&tx, event, e)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 pub fn count(conn: &Connection, event: &str) -> Result<i64, DbError> {
     Ok(conn
         .prepare_cached("SELECT count(*) FROM build_stats WHERE event = ?1")?
