@@ -115,8 +115,9 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         bin_dir: job.bin_dir.clone(),
         store_dir: config.store_path.join(&job.bin_dir),
         staging_dir: builder::publish::staging_dir(&config.store_path, name),
-        request: request.clone(),
+        request,
     };
+    let request = &build_job.request;
     shared.inflight.insert(job.id, &job.request_hash, name);
     let started = Instant::now();
     let outcome = {
@@ -153,8 +154,8 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     };
     let recorded = match outcome {
         Ok(success) => {
-            let body = done_body(&job, &request, &success);
-            let ttl = result_ttl_seconds(config, &request) as i64;
+            let body = done_body(&job, request, &success);
+            let ttl = result_ttl_seconds(config, request) as i64;
             log::info!(
                 "{name}: built {} in {:.1} s",
                 job.request_hash,
@@ -265,7 +266,6 @@ fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess)
     for (k, v) in &success.result {
         body.insert(k.clone(), v.clone());
     }
-    body.insert("detail".into(), "done".into());
     body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
     body.insert("request_hash".into(), job.request_hash.clone().into());
     Value::Object(body)
