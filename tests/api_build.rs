@@ -6,7 +6,7 @@ mod common;
 use asu_builder::config::Config;
 use common::fake_runtime::{self, FakeRuntime};
 use common::fake_upstream::FakeUpstream;
-use common::http::{self, Reply};
+use common::http;
 use common::testapp::{self, TestApp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -51,26 +51,6 @@ fn request(packages: &[&str]) -> String {
     .to_string()
 }
 
-/// Poll like a client until the answer is no longer 202.
-fn wait_final(app: &TestApp, hash: &str, limit: Duration) -> Reply {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = http::get(&app.url(&format!("/api/v1/build/{hash}")));
-        if r.status != 202 || Instant::now() > deadline {
-            return r;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn post(app: &TestApp, body: &str) -> Reply {
-    http::post_json(&app.url("/api/v1/build"), body)
-}
-
-fn hash_of(r: &Reply) -> String {
-    r.json()["request_hash"].as_str().unwrap().to_string()
-}
-
 fn stat_count(dir: &Path, event: &str) -> i64 {
     let conn = rusqlite::Connection::open(dir.join("data/builder.db")).unwrap();
     conn.query_row(
@@ -84,10 +64,10 @@ fn stat_count(dir: &Path, event: &str) -> i64 {
 #[test]
 fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
     let env = start(|_| {});
-    let r = post(&env.app, &request(&["vim", "tmux"]));
+    let r = http::post_build(&env.app.base, &request(&["vim", "tmux"]));
     assert_eq!(r.status, 202, "{}", r.text());
-    let hash = hash_of(&r);
-    let done = wait_final(&env.app, &hash, Duration::from_secs(20));
+    let hash = http::request_hash(&r);
+    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(20));
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(done.header("X-Imagebuilder-Status"), Some("done"));
     assert_eq!(done.header("X-Queue-Position"), Some("0"));
@@ -140,7 +120,7 @@ fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
     assert!(env.dir.path().join("public/store").join(bin_dir).is_dir());
 
     // The same request again is a cache hit served without a new build.
-    let again = post(&env.app, &request(&["tmux", "vim"]));
+    let again = http::post_build(&env.app.base, &request(&["tmux", "vim"]));
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["bin_dir"], bin_dir);
     assert_eq!(env.runtime.created().len(), 1);
@@ -153,7 +133,7 @@ fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
 fn a_running_build_reports_started_without_queue_position() {
     let env = start(|_| {});
     env.runtime.set_slow(Duration::from_secs(3));
-    let hash = hash_of(&post(&env.app, &request(&["slow-pkg"])));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["slow-pkg"])));
     let deadline = Instant::now() + Duration::from_secs(10);
     let started = loop {
         let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
@@ -173,7 +153,7 @@ fn a_running_build_reports_started_without_queue_position() {
     let stats = http::get(&env.app.url("/api/v1/stats")).json();
     assert_eq!(stats["running"], 1);
     assert_eq!(
-        wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+        http::wait_final(&env.app.base, &hash, Duration::from_secs(20)).status,
         200
     );
 }
@@ -181,9 +161,9 @@ fn a_running_build_reports_started_without_queue_position() {
 #[test]
 fn a_failure_is_replayed_for_failure_ttl_then_rebuilt() {
     let env = start(|c| c.failure_ttl_seconds = 2);
-    let r = post(&env.app, &request(&["missing-pkg"]));
-    let hash = hash_of(&r);
-    let failed = wait_final(&env.app, &hash, Duration::from_secs(20));
+    let r = http::post_build(&env.app.base, &request(&["missing-pkg"]));
+    let hash = http::request_hash(&r);
+    let failed = http::wait_final(&env.app.base, &hash, Duration::from_secs(20));
     assert_eq!(failed.status, 500, "{}", failed.text());
     assert_eq!(failed.header("X-Imagebuilder-Status"), Some("failed"));
     let body = failed.json();
@@ -197,17 +177,17 @@ fn a_failure_is_replayed_for_failure_ttl_then_rebuilt() {
     assert_eq!(body["request_hash"], hash.as_str());
 
     // Re-POST inside the TTL replays the failure without a new build.
-    let replay = post(&env.app, &request(&["missing-pkg"]));
+    let replay = http::post_build(&env.app.base, &request(&["missing-pkg"]));
     assert_eq!(replay.status, 500);
     assert_eq!(replay.json()["detail"], detail);
     assert_eq!(env.runtime.created().len(), 1);
     assert_eq!(stat_count(env.dir.path(), "failure"), 1);
 
     std::thread::sleep(Duration::from_millis(2100));
-    let fresh = post(&env.app, &request(&["missing-pkg"]));
+    let fresh = http::post_build(&env.app.base, &request(&["missing-pkg"]));
     assert_eq!(fresh.status, 202, "{}", fresh.text());
     assert_eq!(
-        wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+        http::wait_final(&env.app.base, &hash, Duration::from_secs(20)).status,
         500
     );
     assert_eq!(env.runtime.created().len(), 2);
@@ -224,8 +204,8 @@ fn user_error_texts_reach_the_client() {
         (&["conflict-pkg"], "Error: Impossible package selection:"),
     ];
     for (packages, want) in cases {
-        let hash = hash_of(&post(&env.app, &request(packages)));
-        let r = wait_final(&env.app, &hash, Duration::from_secs(20));
+        let hash = http::request_hash(&http::post_build(&env.app.base, &request(packages)));
+        let r = http::wait_final(&env.app.base, &hash, Duration::from_secs(20));
         assert_eq!(r.status, 500);
         let detail = r.json()["detail"].as_str().unwrap().to_string();
         assert!(detail.starts_with(want), "{packages:?}: {detail}");
@@ -237,8 +217,8 @@ fn user_error_texts_reach_the_client() {
         "version": "1.2.3", "target": "testtarget/testsubtarget", "profile": "testprofile",
         "version_code": fake_runtime::REVISION,
     });
-    let hash = hash_of(&post(&env.app, &body.to_string()));
-    let r = wait_final(&env.app, &hash, Duration::from_secs(20));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &body.to_string()));
+    let r = http::wait_final(&env.app.base, &hash, Duration::from_secs(20));
     assert_eq!(
         r.json()["detail"],
         format!(
@@ -254,7 +234,7 @@ fn user_error_texts_reach_the_client() {
 fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
     let env = start(|_| {});
     env.runtime.set_unreachable(true);
-    let hash = hash_of(&post(&env.app, &request(&["vim"])));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
     let db = env.dir.path().join("data/builder.db");
     testapp::wait_attempted(&db, &hash, Duration::from_secs(10));
     // Waiting for the retry: the client still sees a queued job, not an error.
@@ -263,7 +243,7 @@ fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["detail"], "queued");
     env.runtime.set_unreachable(false);
-    let done = wait_final(&env.app, &hash, Duration::from_secs(30));
+    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
     assert_eq!(done.status, 200, "{}", done.text());
     assert!(testapp::attempts(&db, &hash) >= 2);
 }
@@ -272,7 +252,7 @@ fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
 fn infrastructure_errors_give_up_after_max_attempts_with_a_clear_detail() {
     let env = start(|_| {});
     env.runtime.set_unreachable(true);
-    let hash = hash_of(&post(&env.app, &request(&["vim"])));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
     let db = env.dir.path().join("data/builder.db");
     // Skip the backoff waits: make the job claimable again right away.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -296,8 +276,8 @@ fn infrastructure_errors_give_up_after_max_attempts_with_a_clear_detail() {
 #[test]
 fn expired_results_disappear_with_their_store_directory() {
     let env = start(|c| c.build_ttl_seconds = 1);
-    let hash = hash_of(&post(&env.app, &request(&["vim"])));
-    let done = wait_final(&env.app, &hash, Duration::from_secs(20));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
+    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(20));
     assert_eq!(done.status, 200);
     let bin_dir = done.json()["bin_dir"].as_str().unwrap().to_string();
     let store = env.dir.path().join("public/store").join(&bin_dir);
@@ -326,9 +306,9 @@ fn ttl_depends_on_the_kind_of_request() {
     });
     let conn = rusqlite::Connection::open(env.dir.path().join("data/builder.db")).unwrap();
     let ttl_of = |body: Value| -> i64 {
-        let hash = hash_of(&post(&env.app, &body.to_string()));
+        let hash = http::request_hash(&http::post_build(&env.app.base, &body.to_string()));
         assert_eq!(
-            wait_final(&env.app, &hash, Duration::from_secs(20)).status,
+            http::wait_final(&env.app.base, &hash, Duration::from_secs(20)).status,
             200
         );
         conn.query_row(
@@ -360,7 +340,7 @@ fn shutdown_requeues_a_running_build_and_a_restart_finishes_it() {
     let runtime = Arc::new(FakeRuntime::new());
     runtime.set_slow(Duration::from_secs(30));
     let mut app = TestApp::start(config.clone(), runtime.clone());
-    let hash = hash_of(&post(&app, &request(&["slow-pkg"])));
+    let hash = http::request_hash(&http::post_build(&app.base, &request(&["slow-pkg"])));
     let deadline = Instant::now() + Duration::from_secs(10);
     while http::get(&app.url(&format!("/api/v1/build/{hash}"))).json()["detail"] != "started" {
         assert!(Instant::now() < deadline);
@@ -385,15 +365,18 @@ fn shutdown_requeues_a_running_build_and_a_restart_finishes_it() {
 
     runtime.set_slow(Duration::from_millis(10));
     let app = TestApp::start(config, runtime.clone());
-    assert_eq!(wait_final(&app, &hash, Duration::from_secs(20)).status, 200);
+    assert_eq!(
+        http::wait_final(&app.base, &hash, Duration::from_secs(20)).status,
+        200
+    );
 }
 
 #[test]
 fn the_watchdog_fails_a_build_past_job_timeout() {
     let env = start(|c| c.job_timeout_seconds = 1);
     env.runtime.set_slow(Duration::from_secs(60));
-    let hash = hash_of(&post(&env.app, &request(&["slow-pkg"])));
-    let r = wait_final(&env.app, &hash, Duration::from_secs(40));
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["slow-pkg"])));
+    let r = http::wait_final(&env.app.base, &hash, Duration::from_secs(40));
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(
         r.json()["detail"],

@@ -9,7 +9,7 @@ use asu_builder::config::Config;
 use asu_builder::container::ContainerRuntime;
 use asu_builder::container::podman::Podman;
 use common::fake_upstream::FakeUpstream;
-use common::http::{self, Reply};
+use common::http;
 use common::podman_service::{self, Service};
 use common::testapp::{self, TestApp};
 use serde_json::{Value, json};
@@ -79,41 +79,6 @@ fn body(extra: Value) -> String {
     b.to_string()
 }
 
-fn post(base: &str, body: &str) -> Reply {
-    http::post_json(&format!("{base}/api/v1/build"), body)
-}
-
-fn hash_of(r: &Reply) -> String {
-    assert!(
-        r.status == 202 || r.status == 200,
-        "{} {}",
-        r.status,
-        r.text()
-    );
-    r.json()["request_hash"].as_str().unwrap().to_string()
-}
-
-fn poll(base: &str, hash: &str) -> Reply {
-    http::get(&format!("{base}/api/v1/build/{hash}"))
-}
-
-fn wait_final(base: &str, hash: &str, limit: Duration) -> Reply {
-    let deadline = Instant::now() + limit;
-    loop {
-        let r = poll(base, hash);
-        if r.status != 202 {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {}: {}",
-            r.status,
-            r.text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn containers_of(podman: &Podman, hash: &str) -> usize {
     podman
         .list_by_label(&format!("asu.job={hash}"))
@@ -135,11 +100,11 @@ fn sysupgrade(result: &Value) -> Value {
 fn a_build_downloads_with_matching_checksum_and_carries_the_defaults() {
     let env = start(|_| {});
     let base = &env.app.base;
-    let hash = hash_of(&post(
+    let hash = http::request_hash(&http::post_build(
         base,
         &body(json!({"packages": ["vim"], "defaults": "echo hello-from-asu\n"})),
     ));
-    let done = wait_final(base, &hash, Duration::from_secs(120));
+    let done = http::wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(done.status, 200, "{}", done.text());
     let result = done.json();
     assert_eq!(result["detail"], "done");
@@ -204,8 +169,8 @@ fn user_errors_come_back_with_the_reference_details() {
         ),
     ];
     for (extra, want) in cases {
-        let hash = hash_of(&post(base, &body(extra.clone())));
-        let r = wait_final(base, &hash, Duration::from_secs(120));
+        let hash = http::request_hash(&http::post_build(base, &body(extra.clone())));
+        let r = http::wait_final(base, &hash, Duration::from_secs(120));
         assert_eq!(r.status, 500, "{extra}: {}", r.text());
         let detail = r.json()["detail"].as_str().unwrap().to_string();
         assert!(detail.starts_with(want), "{extra}: {detail}");
@@ -218,11 +183,11 @@ fn user_errors_come_back_with_the_reference_details() {
 fn diff_packages_removes_unrequested_defaults() {
     let env = start(|_| {});
     let base = &env.app.base;
-    let hash = hash_of(&post(
+    let hash = http::request_hash(&http::post_build(
         base,
         &body(json!({"packages": ["base-files", "busybox", "vim"], "diff_packages": true})),
     ));
-    let r = wait_final(base, &hash, Duration::from_secs(120));
+    let r = http::wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(r.status, 200, "{}", r.text());
     let result = r.json();
     let manifest = result["manifest"].as_object().unwrap();
@@ -238,7 +203,7 @@ fn diff_packages_removes_unrequested_defaults() {
 fn custom_repositories_and_keys_reach_the_imagebuilder() {
     let env = start(|c| c.repository_allow_list = vec!["https://feed.example.org/".into()]);
     let base = &env.app.base;
-    let hash = hash_of(&post(
+    let hash = http::request_hash(&http::post_build(
         base,
         &body(json!({
             "packages": ["vim"],
@@ -246,7 +211,7 @@ fn custom_repositories_and_keys_reach_the_imagebuilder() {
             "repository_keys": [USIGN_KEY],
         })),
     ));
-    let r = wait_final(base, &hash, Duration::from_secs(120));
+    let r = http::wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(r.status, 200, "{}", r.text());
     let stdout = r.json()["stdout"].as_str().unwrap().to_string();
     assert!(
@@ -265,8 +230,11 @@ fn custom_repositories_and_keys_reach_the_imagebuilder() {
 fn job_timeout_kills_the_container_and_fails_the_job() {
     let env = start(|c| c.job_timeout_seconds = 4);
     let base = &env.app.base;
-    let hash = hash_of(&post(base, &body(json!({"packages": ["slow-60-pkg"]}))));
-    let r = wait_final(base, &hash, Duration::from_secs(90));
+    let hash = http::request_hash(&http::post_build(
+        base,
+        &body(json!({"packages": ["slow-60-pkg"]})),
+    ));
+    let r = http::wait_final(base, &hash, Duration::from_secs(90));
     assert_eq!(r.status, 500, "{}", r.text());
     assert_eq!(
         r.json()["detail"],
@@ -285,16 +253,19 @@ fn builds_wait_out_a_podman_outage_and_succeed_when_it_returns() {
     let base = &env.app.base;
     service.stop().unwrap_or_else(|e| panic!("{e}"));
 
-    let hash = hash_of(&post(base, &body(json!({"packages": ["tmux"]}))));
+    let hash = http::request_hash(&http::post_build(
+        base,
+        &body(json!({"packages": ["tmux"]})),
+    ));
     let db = env.dir.path().join("data/builder.db");
     testapp::wait_attempted(&db, &hash, Duration::from_secs(30));
     // The API keeps answering while Podman is away.
-    let r = poll(base, &hash);
+    let r = http::poll(base, &hash);
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(http::get(&format!("{base}/api/v1/stats")).status, 200);
 
     service.start().unwrap_or_else(|e| panic!("{e}"));
-    let done = wait_final(base, &hash, Duration::from_secs(120));
+    let done = http::wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(done.status, 200, "{}", done.text());
     assert!(testapp::attempts(&db, &hash) >= 2);
 }
@@ -367,10 +338,13 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
 
     let mut daemon = spawn_daemon(&config);
     wait_up(&mut daemon, &base);
-    let hash = hash_of(&post(&base, &body(json!({"packages": ["slow-5-pkg"]}))));
+    let hash = http::request_hash(&http::post_build(
+        &base,
+        &body(json!({"packages": ["slow-5-pkg"]})),
+    ));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let r = poll(&base, &hash).json();
+        let r = http::poll(&base, &hash).json();
         if r["imagebuilder_status"] == "building_image" {
             break;
         }
@@ -390,7 +364,7 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
 
     let mut daemon = spawn_daemon(&config);
     wait_up(&mut daemon, &base);
-    let done = wait_final(&base, &hash, Duration::from_secs(120));
+    let done = http::wait_final(&base, &hash, Duration::from_secs(120));
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(containers_of(&podman, &hash), 0, "orphaned container left");
     Command::new("kill")
@@ -415,8 +389,8 @@ fn a_snapshot_build_runs_setup_and_honours_rootfs_options() {
         "rootfs_size_mb": 256,
         "filesystem": "ext4",
     });
-    let hash = hash_of(&post(base, &request.to_string()));
-    let r = wait_final(base, &hash, Duration::from_secs(120));
+    let hash = http::request_hash(&http::post_build(base, &request.to_string()));
+    let r = http::wait_final(base, &hash, Duration::from_secs(120));
     assert_eq!(r.status, 200, "{}", r.text());
     let result = r.json();
     assert_eq!(result["id"], "generic");

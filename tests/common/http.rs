@@ -90,3 +90,41 @@ pub fn post_with(url: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
 pub fn options(url: &str) -> Reply {
     collect(agent().options(url).call().expect("OPTIONS failed"))
 }
+
+/// POST a build request to the service at `base`.
+pub fn post_build(base: &str, body: &str) -> Reply {
+    post_json(&format!("{base}/api/v1/build"), body)
+}
+
+/// The `request_hash` of a 200/202 answer to a build POST.
+pub fn request_hash(r: &Reply) -> String {
+    assert!(
+        r.status == 202 || r.status == 200,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    r.json()["request_hash"].as_str().unwrap().to_string()
+}
+
+pub fn poll(base: &str, hash: &str) -> Reply {
+    get(&format!("{base}/api/v1/build/{hash}"))
+}
+
+/// Poll like a client until the answer is no longer 202.
+pub fn wait_final(base: &str, hash: &str, limit: Duration) -> Reply {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let r = poll(base, hash);
+        if r.status != 202 {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {}: {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
