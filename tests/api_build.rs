@@ -107,6 +107,16 @@ fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
     ));
     let file = http::get(&url);
     assert_eq!(file.status, 200);
+    // HEAD: the GET's headers, size included (auc compares it), no body.
+    let head = http::head(&url);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("Content-Length"), file.header("Content-Length"));
+    assert_eq!(head.header("Accept-Ranges"), Some("bytes"));
+    let part = http::head_with(&url, &[("Range", "bytes=0-3")]);
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("Content-Length"), Some("4"));
+    assert!(part.body.is_empty());
     assert_eq!(
         file.header("Content-Type"),
         Some("application/octet-stream")

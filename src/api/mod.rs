@@ -85,10 +85,7 @@ impl<'a> Handler<'a> {
             Route::Json => {
                 metadata::route_json(config, &state.upstream, &req.path).unwrap_or_else(not_found)
             }
-            Route::Store(rest) => {
-                let head = req.method == Method::Head;
-                store::serve_store(&config.store_path, rest, req.header("Range"), head)
-            }
+            Route::Store(rest) => store::serve_store(&config.store_path, rest, req.header("Range")),
         }
     }
 }

@@ -237,19 +237,10 @@ fn respond(raw: tiny_http::Request, response: Response, cors_origin: &str) {
     ));
     headers.extend(header("Server", "asu-builder"));
     let status = tiny_http::StatusCode(response.status);
-    let explicit_len = response
-        .header("Content-Length")
-        .and_then(|v| v.parse::<usize>().ok());
     let result = match response.body {
         Body::Empty => raw.respond(
-            tiny_http::Response::new(
-                status,
-                headers,
-                std::io::empty(),
-                Some(explicit_len.unwrap_or(0)),
-                None,
-            )
-            .with_chunked_threshold(usize::MAX),
+            tiny_http::Response::new(status, headers, std::io::empty(), Some(0), None)
+                .with_chunked_threshold(usize::MAX),
         ),
         Body::Bytes(bytes) => {
             let len = bytes.len();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Serves one file below `store_root`. `url_path` is the raw (still
 /// percent-encoded) path after `/store/`; `range` the `Range` header, if any.
-pub fn serve_store(store_root: &Path, url_path: &str, range: Option<&str>, head: bool) -> Response {
+pub fn serve_store(store_root: &Path, url_path: &str, range: Option<&str>) -> Response {
     let Some(file_path) = resolve(store_root, url_path) else {
         return not_found();
     };
@@ -65,18 +65,13 @@ pub fn serve_store(store_root: &Path, url_path: &str, range: Option<&str>, head:
             };
         }
     };
-    // Set explicitly so HEAD answers carry the size too (auc compares it
-    // with what it downloads).
+    // The server sends the real length from the body; HEAD is answered
+    // there too (headers of the GET, no body), like every other route.
     headers.push(("Content-Length".into(), len.to_string()));
-    let body = if head {
-        Body::Empty
-    } else {
-        Body::File { file, offset, len }
-    };
     Response {
         status,
         headers,
-        body,
+        body: Body::File { file, offset, len },
     }
 }
 

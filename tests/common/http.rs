@@ -72,7 +72,15 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> Reply {
 }
 
 pub fn head(url: &str) -> Reply {
-    collect(agent().head(url).call().expect("HEAD failed"))
+    head_with(url, &[])
+}
+
+pub fn head_with(url: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = agent().head(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    collect(req.call().expect("HEAD failed"))
 }
 
 pub fn post_json(url: &str, body: &str) -> Reply {
