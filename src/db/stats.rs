@@ -52,9 +52,3 @@ pub fn record_all(conn: &Connection, events: &[&str], e: &StatEvent<'_>) -> Resu
     tx.commit()?;
     Ok(())
 }
-
-pub fn count(conn: &Connection, event: &str) -> Result<i64, DbError> {
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM build_stats WHERE event = ?1")?
-        .query_row(params![event], |r| r.get(0))?)
-}

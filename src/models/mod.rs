@@ -52,11 +52,6 @@ impl Default for BuildRequest {
 }
 
 impl BuildRequest {
-    /// `packages_versions` values as strings (validated as strings on parse).
-    pub fn package_version(&self, name: &str) -> Option<&str> {
-        self.packages_versions.get(name).and_then(Value::as_str)
-    }
-
     /// Repositories as (name, url) pairs in the client's order.
     pub fn repository_pairs(&self) -> Vec<(&str, &str)> {
         self.repositories
