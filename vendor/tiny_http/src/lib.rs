@@ -91,27 +91,26 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
-
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
+use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::ClientConnection;
 use connection::Connection;
+use limits::{ConnectionGuard, Counters};
 use util::MessagesQueue;
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
+pub use limits::{ConnectionStats, ErrorHook, Limits};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -119,9 +118,9 @@ pub use test::TestRequest;
 mod client;
 mod common;
 mod connection;
+mod limits;
 mod request;
 mod response;
-mod ssl;
 mod test;
 mod util;
 
@@ -140,6 +139,8 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    counters: Arc<Counters>,
 }
 
 enum Message {
@@ -159,12 +160,6 @@ impl From<Request> for Message {
     }
 }
 
-// this trait is to make sure that Server implements Share and Send
-#[doc(hidden)]
-trait MustBeShareDummy: Sync + Send {}
-#[doc(hidden)]
-impl MustBeShareDummy for Server {}
-
 pub struct IncomingRequests<'a> {
     server: &'a Server,
 }
@@ -176,6 +171,7 @@ pub struct ServerConfig {
     pub addr: ConfigListenAddr,
 
     /// If `Some`, then the server will use SSL to encode the communications.
+    /// (asu-builder patch: SSL is not supported by this copy; `Some` fails.)
     pub ssl: Option<SslConfig>,
 }
 
@@ -188,6 +184,15 @@ pub struct SslConfig {
     pub private_key: Vec<u8>,
 }
 
+/// After a failed `accept()` (EMFILE, ENFILE, ENOBUFS…) the accept thread
+/// waits this long, doubling up to the maximum, and tries again: the
+/// pending connections wait in the kernel's backlog meanwhile.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// At most one log line per this interval about failing `accept()`.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 impl Server {
     /// Shortcut for a simple server on a specific address.
     #[inline]
@@ -198,22 +203,6 @@ impl Server {
         Server::new(ServerConfig {
             addr: ConfigListenAddr::from_socket_addrs(addr)?,
             ssl: None,
-        })
-    }
-
-    /// Shortcut for an HTTPS server on a specific address.
-    #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-    #[inline]
-    pub fn https<A>(
-        addr: A,
-        config: SslConfig,
-    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>>
-    where
-        A: ToSocketAddrs,
-    {
-        Server::new(ServerConfig {
-            addr: ConfigListenAddr::from_socket_addrs(addr)?,
-            ssl: Some(config),
         })
     }
 
@@ -235,7 +224,8 @@ impl Server {
         Self::from_listener(listener, config.ssl)
     }
 
-    /// Builds a new server using the specified TCP listener.
+    /// Builds a new server using the specified TCP listener, with the
+    /// default [`Limits`].
     ///
     /// This is useful if you've constructed TcpListener using some less usual method
     /// such as from systemd. For other cases, you probably want the `new()` function.
@@ -243,116 +233,51 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        if ssl_config.is_some() {
+            return Err("SSL is not supported by this build of tiny-http".into());
+        }
+        Ok(Self::with_limits(listener, Limits::default(), None)?)
+    }
+
+    /// Builds a new server on `listener` that holds every client to
+    /// `limits`; `on_error` renders the answers the server gives on its own
+    /// (malformed requests, timeouts, too many connections).
+    /// (asu-builder patch)
+    pub fn with_limits<L: Into<Listener>>(
+        listener: L,
+        limits: Limits,
+        on_error: Option<ErrorHook>,
+    ) -> IoResult<Server> {
         let listener = listener.into();
-        // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
 
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
-
-        // creating a task where server.accept() is continuously called
-        // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
+        let counters = Arc::new(Counters::default());
+        let limits = Arc::new(limits);
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        let inside_counters = counters.clone();
+        thread::Builder::new()
+            .name("http-listen".into())
+            .spawn(move || {
+                accept_loop(
+                    listener,
+                    limits,
+                    on_error,
+                    inside_messages,
+                    inside_counters,
+                    inside_close_trigger,
+                )
+            })?;
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
-
-        // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            counters,
         })
     }
 
@@ -372,8 +297,13 @@ impl Server {
 
     /// Returns the number of clients currently connected to the server.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.counters.live.load(Ordering::Relaxed)
+    }
+
+    /// Connections open, refused and failed to accept so far.
+    /// (asu-builder patch)
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.counters.snapshot()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.
@@ -409,6 +339,106 @@ impl Server {
     pub fn unblock(&self) {
         self.messages.unblock();
     }
+}
+
+/// Accepts connections until the server closes. A failing `accept()` is
+/// retried with backoff instead of ending the loop (the upstream loop
+/// stopped for good on the first EMFILE, tiny-http issue #195), and
+/// connections beyond `max_connections` are answered 503 and closed.
+fn accept_loop(
+    listener: Listener,
+    limits: Arc<Limits>,
+    on_error: Option<ErrorHook>,
+    messages: Arc<MessagesQueue<Message>>,
+    counters: Arc<Counters>,
+    close: Arc<AtomicBool>,
+) {
+    let tasks_pool = util::TaskPool::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut last_log: Option<Instant> = None;
+    let mut unlogged = 0u64;
+
+    log::debug!("Running accept thread");
+    while !close.load(Relaxed) {
+        let sock = match listener.accept() {
+            Ok((sock, _)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                sock
+            }
+            Err(e) => {
+                if close.load(Relaxed) {
+                    break;
+                }
+                counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+                unlogged += 1;
+                if last_log.map_or(true, |t| t.elapsed() >= ACCEPT_LOG_INTERVAL) {
+                    log::error!(
+                        "accepting connections fails ({} times since the last report): {}; retrying",
+                        unlogged,
+                        e
+                    );
+                    last_log = Some(Instant::now());
+                    unlogged = 0;
+                }
+                thread::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        if close.load(Relaxed) {
+            break;
+        }
+
+        if counters.live.load(Ordering::Acquire) >= limits.max_connections {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            refuse_connection(sock, on_error.as_ref());
+            continue;
+        }
+        let guard = ConnectionGuard::new(counters.clone());
+        let (read_half, write_half) = util::RefinedTcpStream::new(sock);
+        let client = ClientConnection::new(
+            write_half,
+            read_half,
+            limits.clone(),
+            counters.clone(),
+            on_error.clone(),
+        );
+        let messages = messages.clone();
+        let close = close.clone();
+        let mut task = Some((client, guard));
+        let spawned = tasks_pool.spawn(Box::new(move || {
+            if let Some((client, _guard)) = task.take() {
+                client.run(&messages, &close);
+            }
+        }));
+        if let Err(e) = spawned {
+            log::warn!("no thread for a new connection, closing it: {}", e);
+        }
+    }
+    log::debug!("Terminating accept thread");
+}
+
+/// Answers 503 on a connection the server has no room for, without reading
+/// anything, and closes it. The write goes into an empty socket buffer, so
+/// it never blocks.
+fn refuse_connection(sock: Connection, on_error: Option<&ErrorHook>) {
+    let (headers, body) = client::render_refusal(on_error, 503, "Too many connections, try again shortly");
+    let mut head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        if !h.field.equiv("Content-Length") && !h.field.equiv("Connection") {
+            head.push_str(&format!("{}: {}\r\n", h.field, h.value));
+        }
+    }
+    head.push_str("\r\n");
+    let mut sock = sock;
+    if sock.set_nonblocking(true).is_ok() {
+        let _ = sock.write_all(head.as_bytes());
+        let _ = sock.write_all(&body);
+    }
+    let _ = sock.shutdown(Shutdown::Both);
 }
 
 impl Iterator for IncomingRequests<'_> {

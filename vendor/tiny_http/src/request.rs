@@ -3,13 +3,11 @@ use std::io::{self, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
-use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+use crate::limits::BodyBudget;
+use crate::{HTTPVersion, Header, Method, Response};
 
 /// Represents an HTTP request made by a client.
 ///
@@ -19,22 +17,13 @@ use chunked_transfer::Decoder;
 /// This object implements the `Send` trait, therefore you can dispatch your requests to
 /// worker threads.
 ///
-/// # Pipelining
+/// # One request per connection at a time
 ///
-/// If a client sends multiple requests in a row (without waiting for the response), then you will
-/// get multiple `Request` objects simultaneously. This is called *requests pipelining*.
-/// Tiny-http automatically reorders the responses so that you don't need to worry about the order
-/// in which you call `respond` or `into_writer`.
-///
-/// This mechanic is disabled if:
-///
-///  - The body of a request is large enough (handling requires pipelining requires storing the
-///    body of the request in a buffer ; if the body is too big, tiny-http will avoid doing that)
-///  - A request sends a `Expect: 100-continue` header (which means that the client waits to
-///    know whether its body will be processed before sending it)
-///  - A request sends a `Connection: close` header or `Connection: upgrade` header (used for
-///    websockets), which indicates that this is the last request that will be received on this
-///    connection
+/// (asu-builder patch.) The whole body has been read, within the server's
+/// [`Limits`](crate::Limits), before the `Request` is handed over, so reading it
+/// never waits on the client. The next request of the same connection is read
+/// only after this one was answered: pipelined requests are served one after
+/// the other, never held by a handler while an earlier response is written.
 ///
 /// # Automatic cleanup
 ///
@@ -48,7 +37,7 @@ use chunked_transfer::Decoder;
 ///
 /// If you want to build fake requests to test your server, use [`TestRequest`](crate::test::TestRequest).
 pub struct Request {
-    // where to read the body from
+    // where to read the body from (the whole body, already read)
     data_reader: Option<Box<dyn Read + Send + 'static>>,
 
     // if this writer is empty, then the request has been answered
@@ -69,15 +58,30 @@ pub struct Request {
 
     body_length: Option<usize>,
 
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
+    // Whether the connection stays open after the response, as decided by
+    // the connection from the request; `None` when not served by a server.
+    keep_alive: Option<bool>,
 
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
+    // If Some, the connection's thread waits for this before reading on.
+    notify_when_responded: Option<Sender<Notification>>,
+
+    // The body's share of the server's buffer budget, held until dropped.
+    _budget: Option<BodyBudget>,
+}
+
+/// What a connection's thread learns once its request has been answered.
+/// (asu-builder patch)
+pub(crate) enum Notification {
+    /// The response was written; `false` means the connection must close
+    /// (the write failed, or the request asked for it).
+    Sent { keep_alive: bool },
+    /// Write this response from the connection's own thread; the closure
+    /// returns whether the write succeeded.
+    Deferred(Box<dyn FnOnce() -> bool + Send>),
 }
 
 struct NotifyOnDrop<R> {
-    sender: Sender<()>,
+    sender: Sender<Notification>,
     inner: R,
 }
 
@@ -96,137 +100,36 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // The caller wrote raw bytes: the framing of what follows is unknown.
+        let _ = self.sender.send(Notification::Sent { keep_alive: false });
     }
 }
 
-/// Error that can happen when building a `Request` object.
-#[derive(Debug)]
-pub enum RequestCreationError {
-    /// The client sent an `Expect` header that was not recognized by tiny-http.
-    ExpectationFailed,
-
-    /// Error while reading data from the socket during the creation of the `Request`.
-    CreationIoError(IoError),
-}
-
-impl From<IoError> for RequestCreationError {
-    fn from(err: IoError) -> RequestCreationError {
-        RequestCreationError::CreationIoError(err)
-    }
-}
-
-/// Builds a new request.
-///
-/// After the request line and headers have been read from the socket, a new `Request` object
-/// is built.
-///
-/// You must pass a `Read` that will allow the `Request` object to read from the incoming data.
-/// It is the responsibility of the `Request` to read only the data of the request and not further.
+/// Builds a new request whose head and whole body have been read.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
 #[allow(clippy::too_many_arguments)]
-pub fn new_request<R, W>(
+pub(crate) fn new_request<W>(
     secure: bool,
     method: Method,
     path: String,
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
+    body: Vec<u8>,
     writer: W,
-) -> Result<Request, RequestCreationError>
+) -> Request
 where
-    R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
-    };
-
-    // true if the client sent a `Expect: 100-continue` header
-    let expects_continue = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Expect"))
-            .map(|h| h.value.as_str())
-        {
-            None => false,
-            Some(v) if v.eq_ignore_ascii_case("100-continue") => true,
-            _ => return Err(RequestCreationError::ExpectationFailed),
-        }
-    };
-
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
-        }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
+    let body_length = Some(body.len());
+    let reader = if body.is_empty() {
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+    } else {
+        Box::new(Cursor::new(body)) as Box<dyn Read + Send + 'static>
     };
 
-    Ok(Request {
+    Request {
         data_reader: Some(reader),
         response_writer: Some(Box::new(writer) as Box<dyn Write + Send + 'static>),
         remote_addr,
@@ -235,10 +138,11 @@ where
         path,
         http_version: version,
         headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
+        body_length,
+        keep_alive: None,
         notify_when_responded: None,
-    })
+        _budget: None,
+    }
 }
 
 impl Request {
@@ -302,6 +206,10 @@ impl Request {
     /// If you call this on a non-websocket request, tiny-http will wait until this `Stream` object
     ///  is destroyed before continuing to read or write on the socket. Therefore you should always
     ///  destroy it as soon as possible.
+    ///
+    /// (asu-builder patch.) The body has already been read, so the stream's
+    /// read side yields only that body; the connection is closed once the
+    /// stream is dropped. Protocol upgrades are not otherwise supported.
     pub fn upgrade<R: Read>(
         mut self,
         protocol: &str,
@@ -355,24 +263,11 @@ impl Request {
     /// # }
     /// ```
     ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// (asu-builder patch.) The body was read in full, within the server's
+    /// limits and deadline, before the request was handed over: reading it
+    /// never waits on the client. `100 Continue` was sent by the connection.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
         self.data_reader.as_mut().unwrap()
     }
 
@@ -435,9 +330,49 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            let keep_alive = res.is_ok() && self.keep_alive != Some(false);
+            // The connection may be gone already; nothing is waiting then.
+            let _ = sender.send(Notification::Sent { keep_alive });
         }
-        res
+        res.or_else(Self::ignore_client_closing_errors)
+    }
+
+    /// Hands the response to the connection's own thread, which writes it,
+    /// and returns at once: the calling thread never blocks on a client
+    /// that reads slowly or not at all. Without a connection thread (a
+    /// [`TestRequest`](crate::TestRequest)) the response is written here.
+    /// (asu-builder patch)
+    pub fn respond_deferred<R>(mut self, response: Response<R>)
+    where
+        R: Read + Send + 'static,
+    {
+        let sender = match self.notify_when_responded.take() {
+            Some(sender) => sender,
+            None => {
+                let _ = self.respond_impl(response);
+                return;
+            }
+        };
+        let mut writer = self.extract_writer_impl();
+        let version = self.http_version.clone();
+        let headers = std::mem::take(&mut self.headers);
+        let head_only = self.method == Method::Head;
+        let keep_alive = self.keep_alive;
+        let write = Box::new(move || {
+            let sent = response
+                .print_with_connection(
+                    writer.by_ref(),
+                    version,
+                    &headers,
+                    head_only,
+                    None,
+                    keep_alive,
+                )
+                .and_then(|_| writer.flush());
+            sent.is_ok() && keep_alive != Some(false)
+        });
+        // A gone connection thread means a gone client: nothing to write to.
+        let _ = sender.send(Notification::Deferred(write));
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -448,29 +383,40 @@ impl Request {
 
         let do_not_send_body = self.method == Method::Head;
 
-        Self::ignore_client_closing_errors(response.raw_print(
+        response.print_with_connection(
             writer.by_ref(),
             self.http_version.clone(),
             &self.headers,
             do_not_send_body,
             None,
-        ))?;
+            self.keep_alive,
+        )?;
 
-        Self::ignore_client_closing_errors(writer.flush())
+        writer.flush()
     }
 
-    fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
-        result.or_else(|err| match err.kind() {
+    fn ignore_client_closing_errors(err: io::Error) -> io::Result<()> {
+        match err.kind() {
             ErrorKind::BrokenPipe => Ok(()),
             ErrorKind::ConnectionAborted => Ok(()),
             ErrorKind::ConnectionRefused => Ok(()),
             ErrorKind::ConnectionReset => Ok(()),
             _ => Err(err),
-        })
+        }
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
+    pub(crate) fn with_notify_sender(mut self, sender: Sender<Notification>) -> Self {
         self.notify_when_responded = Some(sender);
+        self
+    }
+
+    pub(crate) fn with_budget(mut self, budget: BodyBudget) -> Self {
+        self._budget = Some(budget);
+        self
+    }
+
+    pub(crate) fn with_keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = Some(keep_alive);
         self
     }
 }
@@ -488,10 +434,11 @@ impl fmt::Debug for Request {
 impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
+            self.keep_alive = Some(false);
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+                let _ = sender.send(Notification::Sent { keep_alive: false });
             }
         }
     }

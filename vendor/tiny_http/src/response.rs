@@ -332,13 +332,46 @@ where
     ///
     /// Note: does not flush the writer.
     pub fn raw_print<W: Write>(
+        self,
+        writer: W,
+        http_version: HTTPVersion,
+        request_headers: &[Header],
+        do_not_send_body: bool,
+        upgrade: Option<&str>,
+    ) -> IoResult<()> {
+        self.print_with_connection(
+            writer,
+            http_version,
+            request_headers,
+            do_not_send_body,
+            upgrade,
+            None,
+        )
+    }
+
+    /// `raw_print` that also tells the client what happens to the
+    /// connection: `Some(false)` adds `Connection: close` (the server closes
+    /// it after this response), `Some(true)` adds `Connection: keep-alive`
+    /// for HTTP/1.0 clients that asked for it. (asu-builder patch)
+    pub(crate) fn print_with_connection<W: Write>(
         mut self,
         mut writer: W,
         http_version: HTTPVersion,
         request_headers: &[Header],
         do_not_send_body: bool,
         upgrade: Option<&str>,
+        keep_alive: Option<bool>,
     ) -> IoResult<()> {
+        match keep_alive {
+            Some(false) if upgrade.is_none() => self.headers.push(
+                Header::from_bytes(&b"Connection"[..], &b"close"[..]).unwrap(),
+            ),
+            Some(true) if upgrade.is_none() && http_version <= (1, 0) => self.headers.push(
+                Header::from_bytes(&b"Connection"[..], &b"keep-alive"[..]).unwrap(),
+            ),
+            _ => {}
+        }
+
         let mut transfer_encoding = Some(choose_transfer_encoding(
             self.status_code,
             request_headers,

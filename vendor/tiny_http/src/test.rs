@@ -71,10 +71,9 @@ impl From<TestRequest> for Request {
             mock.http_version,
             mock.headers,
             Some(mock.remote_addr),
-            mock.body.as_bytes(),
+            mock.body.as_bytes().to_vec(),
             std::io::sink(),
         )
-        .unwrap()
     }
 }
 

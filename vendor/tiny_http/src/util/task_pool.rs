@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -29,6 +30,10 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// Connection threads only parse heads and copy bytes; a small stack keeps
+/// a thousand idle keep-alive connections cheap. (asu-builder patch)
+const STACK_SIZE: usize = 256 * 1024;
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -58,29 +63,37 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // Best effort: the pool also grows on demand.
+            let _ = pool.add_thread(None);
         }
 
         pool
     }
 
     /// Executes a function in a thread.
-    /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+    /// If no thread is available, spawns a new one; when the OS refuses a
+    /// new thread the function is dropped unrun and the error returned
+    /// (asu-builder patch: this used to panic the accept thread).
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> io::Result<()> {
+        let mut queue = self.sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
 
         if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            self.add_thread(Some(code));
+            drop(queue);
+            self.add_thread(Some(code))
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        let builder = thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(STACK_SIZE);
+        builder.spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -90,7 +103,7 @@ impl TaskPool {
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
 
                     let task;
                     loop {
@@ -102,13 +115,13 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing.condvar.wait(todo).unwrap_or_else(|e| e.into_inner());
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(|e| e.into_inner());
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -123,7 +136,8 @@ impl TaskPool {
 
                 task();
             }
-        });
+        })?;
+        Ok(())
     }
 }
 
