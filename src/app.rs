@@ -6,6 +6,8 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::container::ContainerRuntime;
 use crate::db;
+use crate::descriptors;
+use crate::faults::Faults;
 use crate::queue::{self, Janitor, QueueShared};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
@@ -38,6 +40,9 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// However low the descriptor limit, this many clients can connect.
+const MIN_CONNECTIONS: usize = 16;
+
 pub struct App {
     server: api::server::ServerHandle,
     queue: Arc<QueueShared>,
@@ -46,6 +51,15 @@ pub struct App {
 }
 
 pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
+    start_with_faults(config, runtime, Faults::none())
+}
+
+/// `start` with fault hooks installed: for the test tiers only.
+pub fn start_with_faults(
+    config: Config,
+    runtime: Arc<dyn ContainerRuntime>,
+    faults: Faults,
+) -> Result<App, StartError> {
     let config = Arc::new(config);
     let mut conn = db::open_and_migrate(&config.database_path).map_err(StartError::Db)?;
     std::fs::create_dir_all(&config.store_path)
@@ -73,8 +87,23 @@ pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, 
         config: Arc::clone(&config),
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
+        faults,
     });
-    let server = api::server::start(state).map_err(|e| StartError::Server(e.to_string()))?;
+    let nofile = descriptors::current_nofile_limit();
+    let max_connections =
+        descriptors::connection_cap(config.server_max_connections, nofile.soft, MIN_CONNECTIONS);
+    if max_connections < config.server_max_connections {
+        log::warn!(
+            "server_max_connections lowered from {} to {max_connections}: the descriptor limit is {} \
+             and {} descriptors stay reserved for the database, Podman and the store",
+            config.server_max_connections,
+            nofile.soft.map_or("unlimited".into(), |n| n.to_string()),
+            descriptors::RESERVED
+        );
+    }
+    let settings = api::server::ServerSettings { max_connections };
+    let server =
+        api::server::start(state, settings).map_err(|e| StartError::Server(e.to_string()))?;
     Ok(App {
         server,
         queue,
@@ -86,6 +115,11 @@ pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, 
 impl App {
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
+    }
+
+    /// Requests answered 503 because the server was saturated.
+    pub fn shed_count(&self) -> u64 {
+        self.server.shed_count()
     }
 
     /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)

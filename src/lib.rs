@@ -7,6 +7,8 @@ pub mod builder;
 pub mod config;
 pub mod container;
 pub mod db;
+pub mod descriptors;
+pub mod faults;
 pub mod hash;
 pub mod models;
 pub mod queue;

@@ -3,7 +3,7 @@
 
 use asu_builder::config::{self, Config};
 use asu_builder::container::podman::Podman;
-use asu_builder::{app, db};
+use asu_builder::{app, db, descriptors};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +120,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match descriptors::raise_nofile_limit() {
+        Ok(limit) => log::info!(
+            "descriptor limit: {} (hard {})",
+            limit.soft.map_or("unlimited".into(), |n| n.to_string()),
+            limit.hard.map_or("unlimited".into(), |n| n.to_string())
+        ),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
     let runtime = Arc::new(Podman::new(&config.container_socket_path));
     let workers = config.worker_concurrent;
     let db_path = config.database_path.clone();

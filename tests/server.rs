@@ -4,6 +4,7 @@
 mod common;
 
 use asu_builder::container::podman::Podman;
+use asu_builder::faults::Faults;
 use common::http::{self, Reply};
 use common::testapp::{TestApp, config};
 use std::io::{Read, Write};
@@ -104,31 +105,45 @@ fn head_has_headers_and_no_body() {
     );
 }
 
-#[test]
-fn oversized_bodies_get_413() {
-    let (_d, app) = start(4);
-    let big = "x".repeat(2 * 1024 * 1024);
-    let r = http::post_json(&app.url("/api/v1/build"), &big);
-    assert_eq!(r.status, 413);
-    assert_eq!(r.json()["status"], 413);
-
-    // A declared length over the limit is refused without reading a byte.
+/// Sends raw bytes, then reads until the server closes (or `limit`).
+fn exchange(app: &TestApp, bytes: &[u8], limit: Duration) -> String {
     let mut s = TcpStream::connect(app.addr_str()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /api/v1/build HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
+    s.set_read_timeout(Some(limit)).unwrap();
+    // The server may refuse before everything is written; that is fine.
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Open a POST that announces a body and never sends it: the handler that
-/// picks it up stays busy until the connection closes. (tiny_http reads
-/// bodies of up to 1 KiB itself, so the announced body must be larger.)
-fn slow_client(app: &TestApp) -> TcpStream {
+#[test]
+fn oversized_bodies_get_413_and_a_close() {
+    let (_d, app) = start(4);
+    // A declared length over the limit is refused without reading a byte.
+    let head = "POST /api/v1/build HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n";
+    let answer = exchange(&app, head.as_bytes(), Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("Connection: close"), "{answer}");
+    assert!(answer.contains("\"status\":413"), "{answer}");
+    assert!(answer.contains("Access-Control-Allow-Origin: https://luci.example"));
+    // Exactly one answer, then the server closed the connection.
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+
+    // A chunked body that grows past the limit is cut off the same way.
+    let limit = app.config.server_max_body_bytes;
+    let mut chunked = format!(
+        "POST /api/v1/build HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        limit + 1
+    )
+    .into_bytes();
+    chunked.extend(std::iter::repeat_n(b'x', 1000));
+    let answer = exchange(&app, &chunked, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(http::get(&app.url("/health")).status, 200);
+}
+
+/// Open a POST that announces a body and sends only its first byte.
+fn stalled_upload(app: &TestApp) -> TcpStream {
     let mut s = TcpStream::connect(app.addr_str()).unwrap();
     write!(
         s,
@@ -140,42 +155,128 @@ fn slow_client(app: &TestApp) -> TcpStream {
 }
 
 #[test]
-fn stays_responsive_while_all_handlers_but_one_are_busy() {
-    let (_d, app) = start(4);
-    let slow: Vec<TcpStream> = (0..3).map(|_| slow_client(&app)).collect();
-    std::thread::sleep(Duration::from_millis(300));
+fn stalled_uploads_never_reach_a_handler() {
+    // One handler only: if a stalled upload held it, nothing would answer.
+    let (_d, app) = start(1);
+    let stalled: Vec<TcpStream> = (0..8).map(|_| stalled_upload(&app)).collect();
     for _ in 0..5 {
         let r = http::get(&app.url("/api/v1/stats"));
         assert_eq!(r.status, 200);
     }
-    drop(slow);
+    drop(stalled);
 }
 
 #[test]
-fn full_queue_answers_503_at_once() {
-    // One handler, room for four waiting requests.
-    let (_d, app) = start(1);
-    let mut slow = Vec::new();
-    for _ in 0..5 {
-        slow.push(slow_client(&app));
-        std::thread::sleep(Duration::from_millis(150));
-    }
-    let r = http::get(&app.url("/api/v1/stats"));
+fn a_slow_upload_gets_408_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "http://127.0.0.1:9");
+    cfg.server_request_timeout_seconds = 1;
+    let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
+    let app = TestApp::start(cfg, runtime);
+    let mut s = stalled_upload(&app);
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(out.contains("Connection: close"), "{out}");
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "http://127.0.0.1:9");
+    cfg.server_keepalive_timeout_seconds = 1;
+    let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
+    let app = TestApp::start(cfg, runtime);
+    let mut s = TcpStream::connect(app.addr_str()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // One answer, then silence until the server closes the idle connection.
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1);
+    assert!(started.elapsed() < Duration::from_secs(20), "never closed");
+}
+
+#[test]
+fn requests_that_waited_too_long_are_shed_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "http://127.0.0.1:9");
+    cfg.server_threads = 1;
+    cfg.server_queue_timeout_ms = 50;
+    cfg.cors_allow_origin = "https://luci.example".into();
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(1);
+    let release_rx = std::sync::Mutex::new(release_rx);
+    let faults = Faults {
+        handler: Some(Arc::new(move |path: &str| {
+            if path == "/hold" {
+                let _ = held_tx.send(());
+                let _ = release_rx.lock().unwrap().recv();
+            }
+        })),
+    };
+    let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
+    let app = TestApp::start_with_faults(cfg, runtime, faults);
+    let hold_url = app.url("/hold");
+    let holder = std::thread::spawn(move || http::get(&hold_url));
+    held_rx.recv().unwrap();
+    // The only handler is busy: this request waits in the queue…
+    let stats_url = app.url("/api/v1/stats");
+    let waiter = std::thread::spawn(move || http::get(&stats_url));
+    // …for longer than the queue timeout (the sleep only needs to exceed it).
+    std::thread::sleep(Duration::from_millis(300));
+    release_tx.send(()).unwrap();
+    let r = waiter.join().unwrap();
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["status"], 503);
     assert!(r.header("Retry-After").is_some());
     assert_cors(&r);
-    // Once the slow clients go away the server recovers.
-    drop(slow);
-    let mut ok = false;
-    for _ in 0..50 {
-        if http::get(&app.url("/api/v1/stats")).status == 200 {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(holder.join().unwrap().status, 404);
+    assert_eq!(http::get(&app.url("/api/v1/stats")).status, 200);
+    assert!(app.app.as_ref().unwrap().shed_count() >= 1);
+}
+
+#[test]
+fn a_panicking_handler_answers_500_and_the_pool_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads = 3;
+    let mut cfg = config(dir.path(), "http://127.0.0.1:9");
+    cfg.server_threads = threads;
+    cfg.cors_allow_origin = "https://luci.example".into();
+    // `/hold` returns only once `threads` handlers hold it at the same time:
+    // it proves the pool is at full size.
+    let barrier = Arc::new(std::sync::Barrier::new(threads));
+    let faults = Faults {
+        handler: Some(Arc::new(move |path: &str| match path {
+            "/boom" => panic!("injected fault"),
+            "/hold" => {
+                barrier.wait();
+            }
+            _ => {}
+        })),
+    };
+    let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
+    let app = TestApp::start_with_faults(cfg, runtime, faults);
+    for _ in 0..threads * 3 {
+        let r = http::get(&app.url("/boom"));
+        assert_eq!(r.status, 500);
+        assert_eq!(r.json()["status"], 500);
+        assert_cors(&r);
     }
-    assert!(ok, "server did not recover after slow clients left");
+    let holders: Vec<_> = (0..threads)
+        .map(|_| {
+            let url = app.url("/hold");
+            std::thread::spawn(move || http::get(&url).status)
+        })
+        .collect();
+    for h in holders {
+        assert_eq!(h.join().unwrap(), 404);
+    }
 }
 
 trait AddrStr {

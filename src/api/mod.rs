@@ -10,6 +10,7 @@ pub mod store;
 
 use crate::config::Config;
 use crate::db;
+use crate::faults::Faults;
 use crate::queue::QueueShared;
 use crate::upstream::Upstream;
 use request::{Method, Request};
@@ -23,6 +24,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub upstream: Arc<Upstream>,
     pub queue: Arc<QueueShared>,
+    /// Test-only fault hooks; empty in production.
+    pub faults: Faults,
 }
 
 /// One per handler thread: the shared state plus its own connection.
@@ -40,6 +43,9 @@ impl<'a> Handler<'a> {
     }
 
     pub fn handle(&mut self, req: &Request) -> Response {
+        if let Some(hook) = &self.state.faults.handler {
+            hook(&req.path);
+        }
         if req.method == Method::Options {
             // CORS preflight; the server adds the Allow-* headers.
             return Response {

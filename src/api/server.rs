@@ -1,6 +1,14 @@
-//! The HTTP server: one accept thread on tiny_http hands requests over a
-//! bounded channel to a fixed pool of handler threads. A full channel is
-//! answered with 503 at once, so overload never queues without bound.
+//! The HTTP server. tiny_http (patched, see vendor/tiny_http/PATCHES.md)
+//! runs one thread per connection: it reads each request's head and whole
+//! body within the configured limits and deadline, and later writes the
+//! response. Complete requests go over a crossbeam channel to a fixed pool
+//! of handler threads, which only compute: they never read from or write
+//! to a socket, so no client can hold one.
+//!
+//! Admission follows the wait, not a count: every connection has at most
+//! one request in flight, so the channel holds at most
+//! `server_max_connections` requests; a request that waited longer than
+//! `server_queue_timeout_ms` for a handler is answered 503 at once.
 
 use super::request::{Method, Request};
 use super::response::{Body, Response};
@@ -8,23 +16,51 @@ use super::{AppState, Handler};
 use crossbeam_channel::{Receiver, TrySendError};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Request bodies larger than this are refused with 413 (the biggest valid
-/// build request, with `defaults` at its limit, is far below it).
-pub const MAX_BODY: usize = 1024 * 1024;
+/// Limits of the request head, fixed: generous for any real client.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Body bytes all connections together may hold while their requests wait
+/// or are handled, as a multiple of the largest body.
+const BUFFERED_BODIES: usize = 64;
+
+/// Shedding is logged at most this often, with the count since the last line.
+const SHED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A request and when its last byte arrived.
+struct Queued {
+    raw: tiny_http::Request,
+    arrived: Instant,
+}
 
 pub struct ServerHandle {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
     handlers: Vec<JoinHandle<()>>,
+    shed: Arc<Shed>,
 }
 
 impl ServerHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Requests answered 503 so far because they waited too long or the
+    /// server had no room for them (connections, buffered bodies).
+    pub fn shed_count(&self) -> u64 {
+        self.shed.total.load(Ordering::Relaxed) + self.server.connection_stats().refused
+    }
+
+    pub fn connection_stats(&self) -> tiny_http::ConnectionStats {
+        self.server.connection_stats()
     }
 
     /// Stop accepting, let handlers finish what they hold, join them.
@@ -51,7 +87,43 @@ impl std::fmt::Display for ServerError {
 
 impl std::error::Error for ServerError {}
 
-pub fn start(state: Arc<AppState>) -> Result<ServerHandle, ServerError> {
+/// Counts requests shed by the handlers and logs them in batches: under
+/// overload one line per request would itself be the overload.
+#[derive(Default)]
+struct Shed {
+    total: AtomicU64,
+    since_log: AtomicU64,
+    last_log_ms: AtomicU64,
+}
+
+impl Shed {
+    fn record(&self, epoch: Instant) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.since_log.fetch_add(1, Ordering::Relaxed);
+        // Never 0, which means "never logged".
+        let now = epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        let due = last == 0 || now - last >= SHED_LOG_INTERVAL.as_millis() as u64;
+        if due
+            && self
+                .last_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let n = self.since_log.swap(0, Ordering::Relaxed);
+            log::warn!(
+                "overloaded: {n} requests answered 503 since the last report (waited over the queue timeout)"
+            );
+        }
+    }
+}
+
+/// What the server needs from the configuration, resolved at start-up.
+pub struct ServerSettings {
+    pub max_connections: usize,
+}
+
+pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHandle, ServerError> {
     let config = &state.config;
     let host = &config.server_host;
     // An IPv6 literal needs brackets before the port.
@@ -62,40 +134,84 @@ pub fn start(state: Arc<AppState>) -> Result<ServerHandle, ServerError> {
     };
     let listener =
         listen(&bind).map_err(|e| ServerError(format!("cannot listen on {bind}: {e}")))?;
-    let server = tiny_http::Server::from_listener(listener, None)
+    let limits = tiny_http::Limits {
+        max_connections: settings.max_connections,
+        idle_timeout: Duration::from_secs(config.server_keepalive_timeout_seconds),
+        request_timeout: Duration::from_secs(config.server_request_timeout_seconds),
+        write_timeout: Duration::from_secs(config.server_write_timeout_seconds),
+        max_request_line: MAX_REQUEST_LINE,
+        max_headers: MAX_HEADERS,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_body: config.server_max_body_bytes,
+        max_buffered_bodies: config.server_max_body_bytes.saturating_mul(BUFFERED_BODIES),
+    };
+    let cors = Arc::new(cors_headers(&config.cors_allow_origin));
+    let hook_cors = Arc::clone(&cors);
+    let on_error: tiny_http::ErrorHook = Arc::new(move |status, reason| {
+        let response = Response::error(status, reason);
+        let mut headers = to_tiny_headers(&response.headers);
+        headers.extend(hook_cors.iter().cloned());
+        if status == 503 {
+            headers.extend(header("Retry-After", "1"));
+        }
+        let body = match response.body {
+            Body::Bytes(b) => b,
+            _ => Vec::new(),
+        };
+        (headers, body)
+    });
+    let server = tiny_http::Server::with_limits(listener, limits, Some(on_error))
         .map_err(|e| ServerError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
         .to_ip()
         .ok_or_else(|| ServerError(format!("{bind} is not an IP address")))?;
     let server = Arc::new(server);
-    let threads = config.server_threads;
-    // A few requests per handler may wait; beyond that, 503.
-    let (tx, rx) = crossbeam_channel::bounded::<tiny_http::Request>(threads * 4);
+    // One request per connection at a time: the connection cap bounds it.
+    let (tx, rx) = crossbeam_channel::bounded::<Queued>(settings.max_connections);
+    let shed = Arc::new(Shed::default());
+    let epoch = Instant::now();
+    let queue_timeout = Duration::from_millis(config.server_queue_timeout_ms);
 
-    let mut handlers = Vec::with_capacity(threads);
-    for i in 0..threads {
+    let mut handlers = Vec::with_capacity(config.server_threads);
+    for i in 0..config.server_threads {
         let rx = rx.clone();
         let state = Arc::clone(&state);
+        let cors = Arc::clone(&cors);
+        let shed = Arc::clone(&shed);
         let h = std::thread::Builder::new()
             .name(format!("http-{}", i + 1))
-            .spawn(move || handler_loop(&state, &rx))
+            .spawn(move || {
+                let pool = Pool {
+                    state: &state,
+                    cors: &cors,
+                    shed: &shed,
+                    epoch,
+                    queue_timeout,
+                };
+                pool.run(&rx)
+            })
             .map_err(|e| ServerError(format!("cannot spawn handler thread: {e}")))?;
         handlers.push(h);
     }
     let accept_server = Arc::clone(&server);
-    let cors = state.config.cors_allow_origin.clone();
+    let accept_cors = Arc::clone(&cors);
+    let accept_shed = Arc::clone(&shed);
     let accept = std::thread::Builder::new()
         .name("http-accept".into())
         .spawn(move || {
-            for request in accept_server.incoming_requests() {
-                match tx.try_send(request) {
+            for raw in accept_server.incoming_requests() {
+                let queued = Queued {
+                    raw,
+                    arrived: Instant::now(),
+                };
+                match tx.try_send(queued) {
                     Ok(()) => {}
-                    Err(TrySendError::Full(request)) => {
-                        log::warn!("all {threads} handlers busy: answering 503");
-                        let r = Response::error(503, "Service busy, try again shortly")
-                            .with_header("Retry-After", "1");
-                        respond(request, r, &cors);
+                    // Cannot happen while each connection has one request in
+                    // flight; answered rather than trusted.
+                    Err(TrySendError::Full(q)) => {
+                        accept_shed.record(epoch);
+                        respond(q.raw, busy(), &accept_cors);
                     }
                     Err(TrySendError::Disconnected(_)) => break,
                 }
@@ -107,13 +223,14 @@ pub fn start(state: Arc<AppState>) -> Result<ServerHandle, ServerError> {
         addr,
         accept: Some(accept),
         handlers,
+        shed,
     })
 }
 
 /// The listening socket, with TCP_NODELAY set so accepted connections
-/// inherit it (Linux does): tiny_http writes headers and body separately,
-/// and with Nagle's algorithm a keep-alive client waits out its delayed ACK
-/// (40 ms) on every response larger than tiny_http's 1 KiB buffer.
+/// inherit it (Linux does): a response's head and body may leave in two
+/// writes, and with Nagle's algorithm a keep-alive client waits out its
+/// delayed ACK (40 ms) on every such response.
 fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::ToSocketAddrs;
@@ -125,45 +242,95 @@ fn listen(bind: &str) -> std::io::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    // Bursts of new connections wait here while the accept thread catches up.
+    socket.listen(4096)?;
     Ok(socket.into())
 }
 
-fn handler_loop(state: &AppState, rx: &Receiver<tiny_http::Request>) {
-    let mut handler = match Handler::new(state) {
-        Ok(h) => h,
-        Err(e) => {
-            log::error!("handler thread cannot start: {e}");
-            // Keep draining so clients get an answer rather than a hang.
-            for req in rx.iter() {
-                respond(
-                    req,
-                    Response::error(503, "Service unavailable"),
-                    &state.config.cors_allow_origin,
-                );
+fn busy() -> Response {
+    Response::error(503, "Service busy, try again shortly").with_header("Retry-After", "1")
+}
+
+/// What every handler thread shares, borrowed for the thread's lifetime.
+struct Pool<'a> {
+    state: &'a AppState,
+    cors: &'a [tiny_http::Header],
+    shed: &'a Shed,
+    epoch: Instant,
+    queue_timeout: Duration,
+}
+
+impl Pool<'_> {
+    fn run(&self, rx: &Receiver<Queued>) {
+        let mut handler = self.new_handler();
+        for queued in rx.iter() {
+            if queued.arrived.elapsed() > self.queue_timeout {
+                self.shed.record(self.epoch);
+                respond(queued.raw, busy(), self.cors);
+                continue;
             }
-            return;
+            let mut raw = queued.raw;
+            let started = Instant::now();
+            let response = match read_request(&mut raw) {
+                Ok(req) => match handler.as_mut() {
+                    Some(h) => {
+                        match catch_unwind(AssertUnwindSafe(|| h.handle(&req))) {
+                            Ok(r) => r,
+                            Err(panic) => {
+                                log::error!(
+                                    "handler panicked on {} {}: {}; answering 500",
+                                    raw.method(),
+                                    raw.url(),
+                                    panic_message(&panic)
+                                );
+                                // Its database connection may be mid-way.
+                                handler = self.new_handler();
+                                Response::error(500, "Internal server error")
+                            }
+                        }
+                    }
+                    None => {
+                        // The database could not be opened: try again for
+                        // the next request, answer this one honestly.
+                        handler = self.new_handler();
+                        Response::error(503, "Database temporarily unavailable, try again shortly")
+                            .with_header("Retry-After", "2")
+                    }
+                },
+                Err(r) => r,
+            };
+            log::debug!(
+                "{} {} -> {} ({:.1} ms)",
+                raw.method(),
+                raw.url(),
+                response.status,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            respond(raw, response, self.cors);
         }
-    };
-    for mut raw in rx.iter() {
-        let started = std::time::Instant::now();
-        let response = match read_request(&mut raw) {
-            Ok(req) => handler.handle(&req),
-            Err(r) => r,
-        };
-        log::debug!(
-            "{} {} -> {} ({:.1} ms)",
-            raw.method(),
-            raw.url(),
-            response.status,
-            started.elapsed().as_secs_f64() * 1000.0
-        );
-        respond(raw, response, &state.config.cors_allow_origin);
+    }
+
+    fn new_handler(&self) -> Option<Handler<'_>> {
+        match Handler::new(self.state) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                log::error!("handler cannot open the database: {e}");
+                None
+            }
+        }
     }
 }
 
-/// Copy what handlers need out of tiny_http; refuse oversized bodies
-/// without reading them.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Copy what handlers need out of tiny_http. The body was read in full,
+/// within the limits, by the connection's thread.
 fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
     let method = match raw.method() {
         tiny_http::Method::Get => Method::Get,
@@ -187,22 +354,12 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
             )
         })
         .collect();
-    let too_large = || Response::error(413, "Request body too large (limit 1 MiB)");
-    if raw.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    if method == Method::Post || raw.body_length().is_some_and(|n| n > 0) {
-        let mut limited = raw.as_reader().take(MAX_BODY as u64 + 1);
-        if let Err(e) = limited.read_to_end(&mut body) {
-            return Err(Response::error(
-                400,
-                &format!("Could not read request body: {e}"),
-            ));
-        }
-        if body.len() > MAX_BODY {
-            return Err(too_large());
-        }
+    let mut body = Vec::with_capacity(raw.body_length().unwrap_or(0));
+    if let Err(e) = raw.as_reader().read_to_end(&mut body) {
+        return Err(Response::error(
+            400,
+            &format!("Could not read request body: {e}"),
+        ));
     }
     Ok(Request {
         method,
@@ -217,34 +374,46 @@ fn header(name: &str, value: &str) -> Option<tiny_http::Header> {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
-fn respond(raw: tiny_http::Request, response: Response, cors_origin: &str) {
-    let mut headers: Vec<tiny_http::Header> = response
-        .headers
+fn to_tiny_headers(headers: &[(String, String)]) -> Vec<tiny_http::Header> {
+    headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
         .filter_map(|(k, v)| header(k, v))
-        .collect();
-    // Browsers (LuCI, the firmware selector) need these on every hop.
-    headers.extend(header("Access-Control-Allow-Origin", cors_origin));
-    headers.extend(header(
-        "Access-Control-Allow-Methods",
-        "GET, HEAD, POST, OPTIONS",
-    ));
-    headers.extend(header("Access-Control-Allow-Headers", "*"));
-    headers.extend(header(
-        "Access-Control-Expose-Headers",
-        "X-Imagebuilder-Status, X-Queue-Position, Content-Length, Content-Range",
-    ));
-    headers.extend(header("Server", "asu-builder"));
+        .collect()
+}
+
+/// Browsers (LuCI, the firmware selector) need these on every answer,
+/// errors included.
+fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
+    [
+        ("Access-Control-Allow-Origin", origin),
+        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
+        ("Access-Control-Allow-Headers", "*"),
+        (
+            "Access-Control-Expose-Headers",
+            "X-Imagebuilder-Status, X-Queue-Position, Content-Length, Content-Range",
+        ),
+        ("Server", "asu-builder"),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| header(k, v))
+    .collect()
+}
+
+/// Hands the response to the connection's own thread: the handler returns
+/// at once, whatever the client's reading speed.
+fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Header]) {
+    let mut headers = to_tiny_headers(&response.headers);
+    headers.extend(cors.iter().cloned());
     let status = tiny_http::StatusCode(response.status);
-    let result = match response.body {
-        Body::Empty => raw.respond(
+    match response.body {
+        Body::Empty => raw.respond_deferred(
             tiny_http::Response::new(status, headers, std::io::empty(), Some(0), None)
                 .with_chunked_threshold(usize::MAX),
         ),
         Body::Bytes(bytes) => {
             let len = bytes.len();
-            raw.respond(
+            raw.respond_deferred(
                 tiny_http::Response::new(
                     status,
                     headers,
@@ -264,13 +433,13 @@ fn respond(raw: tiny_http::Request, response: Response, cors_origin: &str) {
                 log::warn!("seek in store file failed: {e}");
             }
             // Content-Length always, never chunked: auc compares the size.
-            raw.respond(
-                tiny_http::Response::new(status, headers, file.take(len), Some(len as usize), None)
+            let Ok(size) = usize::try_from(len) else {
+                return;
+            };
+            raw.respond_deferred(
+                tiny_http::Response::new(status, headers, file.take(len), Some(size), None)
                     .with_chunked_threshold(usize::MAX),
             )
         }
-    };
-    if let Err(e) = result {
-        log::debug!("client went away before the response was sent: {e}");
     }
 }

@@ -28,6 +28,16 @@ const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// host, and a typo like `40000` should fail loudly instead of at spawn.
 const MAX_THREADS: u64 = 1024;
 
+/// Bounds of `server_max_connections`: fewer than this many would make a
+/// handful of browsers look like an attack; more than this, the thread per
+/// connection costs more than the host has.
+const MIN_CONNECTIONS: u64 = 16;
+const MAX_CONNECTIONS: u64 = 100_000;
+
+/// Bounds of `server_max_body_bytes`.
+const MIN_BODY_BYTES: u64 = 4 * 1024;
+const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
+
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Where a value came from, for error messages.
@@ -84,6 +94,10 @@ pub enum ConfigError {
         key: String,
         origin: Origin,
         reason: String,
+    },
+    /// Two keys that are each valid but not together.
+    Conflict {
+        message: String,
     },
     /// A required field is absent (a new branch without `path`).
     MissingField {
@@ -142,6 +156,7 @@ impl fmt::Display for ConfigError {
                 origin,
                 reason,
             } => write!(f, "config: {key}: missing {origin} ({reason})"),
+            ConfigError::Conflict { message } => write!(f, "config: {message}"),
         }
     }
 }
@@ -221,7 +236,28 @@ pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config
     if seen.public_path && !seen.store_path {
         config.store_path = config.public_path.join("store");
     }
+    check_consistency(&config)?;
     Ok(config)
+}
+
+/// Rules between keys, checked once every source has been applied.
+fn check_consistency(config: &Config) -> Result<(), ConfigError> {
+    // A `defaults` script at its limit, JSON-escaped, plus the rest of a
+    // large request must fit in a body; otherwise a valid request gets 413.
+    let needed = config
+        .max_defaults_length
+        .saturating_mul(2)
+        .saturating_add(64 * 1024);
+    if config.server_max_body_bytes < needed {
+        return Err(ConfigError::Conflict {
+            message: format!(
+                "server_max_body_bytes ({}) must be at least 2 × max_defaults_length + 65536 = {needed}, \
+                 or a request with the longest allowed defaults script could not be sent",
+                config.server_max_body_bytes
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// YAML of the effective configuration (for `--check-config`). The output is
@@ -419,6 +455,22 @@ fn apply_key(
         "cache_url" => config.cache_url = v.optional_http_url()?,
         "container_network" => config.container_network = v.network_name()?,
         "server_threads" => config.server_threads = v.threads()?,
+        "server_max_connections" => {
+            config.server_max_connections = v.size(MIN_CONNECTIONS, MAX_CONNECTIONS)?
+        }
+        "server_keepalive_timeout_seconds" => {
+            config.server_keepalive_timeout_seconds = v.ranged(1, 3600)?
+        }
+        "server_request_timeout_seconds" => {
+            config.server_request_timeout_seconds = v.ranged(1, 600)?
+        }
+        "server_write_timeout_seconds" => {
+            config.server_write_timeout_seconds = v.ranged(1, 3600)?
+        }
+        "server_max_body_bytes" => {
+            config.server_max_body_bytes = v.size(MIN_BODY_BYTES, MAX_BODY_BYTES)?
+        }
+        "server_queue_timeout_ms" => config.server_queue_timeout_ms = v.ranged(10, 60_000)?,
         "cors_allow_origin" => config.cors_allow_origin = v.header_value()?,
         _ => {
             return Err(ConfigError::UnknownKey {
@@ -640,6 +692,16 @@ impl Field<'_> {
             Some(n) if (min..=max).contains(&n) => Ok(n),
             _ => Err(self.invalid(expected)),
         }
+    }
+
+    fn ranged(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
+        self.integer(min, max, &format!("expected an integer {min}-{max}"))
+    }
+
+    /// A count or size held in a `usize` (bounded far below its range).
+    fn size(&self, min: u64, max: u64) -> Result<usize, ConfigError> {
+        let n = self.ranged(min, max)?;
+        usize::try_from(n).map_err(|_| self.invalid(&format!("expected an integer {min}-{max}")))
     }
 
     fn positive(&self, max: u64) -> Result<u64, ConfigError> {

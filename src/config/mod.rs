@@ -44,6 +44,19 @@ pub struct Config {
     pub cache_url: String,
     pub container_network: String,
     pub server_threads: usize,
+    /// Connections served at once; more are answered 503 and closed. The
+    /// effective value is also capped by the descriptor limit at start-up.
+    pub server_max_connections: usize,
+    /// An idle keep-alive connection is closed after this long.
+    pub server_keepalive_timeout_seconds: u64,
+    /// A request's head and body must arrive within this (else 408).
+    pub server_request_timeout_seconds: u64,
+    /// One write to a client that stopped reading may block this long.
+    pub server_write_timeout_seconds: u64,
+    /// Largest request body (413 beyond).
+    pub server_max_body_bytes: usize,
+    /// A request that waited this long for a handler is answered 503.
+    pub server_queue_timeout_ms: u64,
     pub cors_allow_origin: String,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
@@ -83,6 +96,12 @@ impl Default for Config {
             cache_url: String::new(),
             container_network: "asu-build".into(),
             server_threads: std::cmp::max(4, 2 * cores),
+            server_max_connections: 1024,
+            server_keepalive_timeout_seconds: 15,
+            server_request_timeout_seconds: 10,
+            server_write_timeout_seconds: 30,
+            server_max_body_bytes: 256 * 1024,
+            server_queue_timeout_ms: 2000,
             cors_allow_origin: "*".into(),
             branches: default_branches(),
         }

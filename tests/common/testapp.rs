@@ -3,6 +3,7 @@
 use asu_builder::app::{self, App};
 use asu_builder::config::{Branch, Config};
 use asu_builder::container::ContainerRuntime;
+use asu_builder::faults::Faults;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,7 +72,15 @@ pub struct TestApp {
 
 impl TestApp {
     pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> TestApp {
-        let app = app::start(config.clone(), runtime).expect("service starts");
+        Self::start_with_faults(config, runtime, Faults::none())
+    }
+
+    pub fn start_with_faults(
+        config: Config,
+        runtime: Arc<dyn ContainerRuntime>,
+        faults: Faults,
+    ) -> TestApp {
+        let app = app::start_with_faults(config.clone(), runtime, faults).expect("service starts");
         let base = format!("http://{}", app.addr());
         TestApp {
             app: Some(app),
