@@ -147,7 +147,11 @@ impl ClientConnection {
         let mut empty = 0;
         loop {
             let max = self.limits.max_request_line;
-            self.read_line(max, Refusal::Answer(414, "Request line too long"))?;
+            self.read_line(
+                max,
+                Refusal::Answer(414, "Request line too long"),
+                request_line_byte,
+            )?;
             if !self.line.is_empty() {
                 break;
             }
@@ -165,6 +169,7 @@ impl ClientConnection {
             self.read_line(
                 budget,
                 Refusal::Answer(431, "Request header fields too large"),
+                field_line_byte,
             )?;
             header_bytes += self.line.len() + 2;
             if self.line.is_empty() {
@@ -200,8 +205,15 @@ impl ClientConnection {
     }
 
     /// Reads one CRLF-terminated line into `self.line`, without the CRLF.
-    /// A line longer than `max` bytes is refused with `too_long`.
-    fn read_line(&mut self, max: usize, too_long: Refusal) -> Result<(), Refusal> {
+    /// A line longer than `max` bytes is refused with `too_long`, one with a
+    /// byte `allowed` refuses as soon as that byte arrives (a TLS handshake
+    /// or other binary has no line end to wait for).
+    fn read_line(
+        &mut self,
+        max: usize,
+        too_long: Refusal,
+        allowed: fn(u8) -> bool,
+    ) -> Result<(), Refusal> {
         self.line.clear();
         loop {
             let available = match self.source.fill_buf() {
@@ -217,6 +229,9 @@ impl ClientConnection {
                 Some(i) => (i, true),
                 None => (available.len(), false),
             };
+            if !available[..take].iter().all(|&b| allowed(b)) {
+                return Err(bad("Invalid characters in the request head"));
+            }
             // `max` counts the line without its CRLF; the CR is still in.
             if self.line.len() + take > max.saturating_add(1) {
                 return Err(too_long);
@@ -282,7 +297,11 @@ impl ClientConnection {
         let max_body = self.limits.max_body as u64;
         let mut body = Vec::new();
         loop {
-            self.read_line(MAX_CHUNK_LINE, bad("Chunk size line too long"))?;
+            self.read_line(
+                MAX_CHUNK_LINE,
+                bad("Chunk size line too long"),
+                field_line_byte,
+            )?;
             let size = parse_chunk_size(&self.line)?;
             if size == 0 {
                 break;
@@ -296,13 +315,17 @@ impl ClientConnection {
             }
             self.read_exact_into(&mut body, size as usize)?;
             // The data is followed by CRLF and nothing else.
-            self.read_line(0, bad("Chunk data longer than its size"))?;
+            self.read_line(0, bad("Chunk data longer than its size"), field_line_byte)?;
         }
         // Trailer fields are read within the header limits and ignored.
         let mut trailer_bytes = 0usize;
         loop {
             let budget = self.limits.max_header_bytes.saturating_sub(trailer_bytes);
-            self.read_line(budget, Refusal::Answer(431, "Trailer fields too large"))?;
+            self.read_line(
+                budget,
+                Refusal::Answer(431, "Trailer fields too large"),
+                field_line_byte,
+            )?;
             trailer_bytes += self.line.len() + 2;
             if self.line.is_empty() {
                 return Ok(body);
@@ -375,6 +398,18 @@ fn read_failure(kind: ErrorKind) -> Refusal {
         ErrorKind::TimedOut => Refusal::Answer(408, "Request not received in time"),
         _ => Refusal::Close,
     }
+}
+
+/// Bytes a request line may hold: visible ASCII, spaces and the CR of its
+/// CRLF (which `read_line` checks for position).
+fn request_line_byte(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) || b == b'\r'
+}
+
+/// Bytes a header, trailer or chunk line may hold: as a request line, plus
+/// horizontal tabs.
+fn field_line_byte(b: u8) -> bool {
+    request_line_byte(b) || b == b'\t'
 }
 
 /// RFC 9110 §5.6.2 token characters.

@@ -1,64 +1,63 @@
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
 /// Manages a collection of threads.
 ///
-/// A new thread is created every time all the existing threads are full.
-/// Any idle thread will automatically die after a few seconds.
+/// A new thread is created every time all the existing threads are busy.
+/// Any idle thread beyond `MIN_THREADS` dies after a few seconds.
+///
+/// (asu-builder patch: rewritten. The original queued a task whenever any
+/// thread was idle, even when several tasks came in at once for one idle
+/// thread; with connections as tasks, which last as long as the client
+/// stays, a new connection then waited until some other connection ended.
+/// Here a task is queued only for a thread that is idle and not yet
+/// claimed by an earlier task; spawning a thread can fail without a panic.)
 pub struct TaskPool {
     sharing: Arc<Sharing>,
 }
 
+type Task = Box<dyn FnMut() + Send>;
+
 struct Sharing {
-    // list of the tasks to be done by worker threads
-    todo: Mutex<VecDeque<Box<dyn FnMut() + Send>>>,
-
-    // condvar that will be notified whenever a task is added to `todo`
+    state: Mutex<State>,
+    // notified whenever a task is added to `State::todo`
     condvar: Condvar,
-
-    // number of total worker threads running
-    active_tasks: AtomicUsize,
-
-    // number of idle worker threads
-    waiting_tasks: AtomicUsize,
 }
 
-/// Minimum number of active threads.
-static MIN_THREADS: usize = 4;
+struct State {
+    todo: VecDeque<Task>,
+    // threads waiting for a task
+    idle: usize,
+    // threads alive
+    total: usize,
+    // the pool was dropped: idle threads exit
+    closed: bool,
+}
+
+/// Minimum number of threads kept alive when idle.
+const MIN_THREADS: usize = 4;
+
+/// An idle thread beyond `MIN_THREADS` exits after this long.
+const IDLE_EXIT: Duration = Duration::from_secs(5);
 
 /// Connection threads only parse heads and copy bytes; a small stack keeps
-/// a thousand idle keep-alive connections cheap. (asu-builder patch)
+/// a thousand keep-alive connections cheap.
 const STACK_SIZE: usize = 256 * 1024;
-
-struct Registration<'a> {
-    nb: &'a AtomicUsize,
-}
-
-impl<'a> Registration<'a> {
-    fn new(nb: &'a AtomicUsize) -> Registration<'a> {
-        nb.fetch_add(1, Ordering::Release);
-        Registration { nb }
-    }
-}
-
-impl<'a> Drop for Registration<'a> {
-    fn drop(&mut self) {
-        self.nb.fetch_sub(1, Ordering::Release);
-    }
-}
 
 impl TaskPool {
     pub fn new() -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
-                todo: Mutex::new(VecDeque::new()),
+                state: Mutex::new(State {
+                    todo: VecDeque::new(),
+                    idle: 0,
+                    total: 0,
+                    closed: false,
+                }),
                 condvar: Condvar::new(),
-                active_tasks: AtomicUsize::new(0),
-                waiting_tasks: AtomicUsize::new(0),
             }),
         };
 
@@ -70,82 +69,84 @@ impl TaskPool {
         pool
     }
 
-    /// Executes a function in a thread.
-    /// If no thread is available, spawns a new one; when the OS refuses a
-    /// new thread the function is dropped unrun and the error returned
-    /// (asu-builder patch: this used to panic the accept thread).
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> io::Result<()> {
-        let mut queue = self.sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
-
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
-            drop(queue);
-            self.add_thread(Some(code))
-        } else {
-            queue.push_back(code);
+    /// Executes a function in a thread: an idle one if there is one not yet
+    /// claimed, else a new one. When the OS refuses a new thread the
+    /// function is dropped unrun and the error returned.
+    pub fn spawn(&self, code: Task) -> io::Result<()> {
+        let mut state = lock(&self.sharing.state);
+        if state.idle > state.todo.len() {
+            state.todo.push_back(code);
             self.sharing.condvar.notify_one();
-            Ok(())
+            return Ok(());
+        }
+        drop(state);
+        self.add_thread(Some(code))
+    }
+
+    fn add_thread(&self, initial: Option<Task>) -> io::Result<()> {
+        let sharing = self.sharing.clone();
+        lock(&sharing.state).total += 1;
+        let spawned = thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(STACK_SIZE)
+            .spawn({
+                let sharing = sharing.clone();
+                move || run(&sharing, initial)
+            });
+        if spawned.is_err() {
+            lock(&sharing.state).total -= 1;
+        }
+        spawned.map(|_| ())
+    }
+}
+
+/// A pool thread: its first task, then queued ones until idle too long.
+fn run(sharing: &Sharing, initial: Option<Task>) {
+    // Keeps `total` right however the thread ends, a panic included.
+    struct Alive<'a>(&'a Sharing);
+    impl Drop for Alive<'_> {
+        fn drop(&mut self) {
+            lock(&self.0.state).total -= 1;
         }
     }
+    let _alive = Alive(sharing);
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> io::Result<()> {
-        let sharing = self.sharing.clone();
-
-        let builder = thread::Builder::new()
-            .name("http-conn".into())
-            .stack_size(STACK_SIZE);
-        builder.spawn(move || {
-            let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
-
-            if let Some(mut f) = initial_fn {
-                f();
-            }
-
-            loop {
-                let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
-
-                    let task;
-                    loop {
-                        if let Some(poped_task) = todo.pop_front() {
-                            task = poped_task;
-                            break;
-                        }
-                        let _waiting_guard = Registration::new(&sharing.waiting_tasks);
-
-                        let received =
-                            if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap_or_else(|e| e.into_inner());
-                                true
-                            } else {
-                                let (new_lock, waitres) = sharing
-                                    .condvar
-                                    .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap_or_else(|e| e.into_inner());
-                                todo = new_lock;
-                                !waitres.timed_out()
-                            };
-
-                        if !received && todo.is_empty() {
-                            return;
-                        }
-                    }
-
-                    task
-                };
-
-                task();
-            }
-        })?;
-        Ok(())
+    if let Some(mut task) = initial {
+        task();
     }
+    loop {
+        let mut task = {
+            let mut state = lock(&sharing.state);
+            state.idle += 1;
+            loop {
+                if let Some(task) = state.todo.pop_front() {
+                    state.idle -= 1;
+                    break task;
+                }
+                let (next, timeout) = sharing
+                    .condvar
+                    .wait_timeout(state, IDLE_EXIT)
+                    .unwrap_or_else(|e| e.into_inner());
+                state = next;
+                let surplus = timeout.timed_out() && state.total > MIN_THREADS;
+                if state.todo.is_empty() && (surplus || state.closed) {
+                    state.idle -= 1;
+                    return;
+                }
+            }
+        };
+        task();
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for TaskPool {
     fn drop(&mut self) {
-        self.sharing
-            .active_tasks
-            .store(999_999_999, Ordering::Release);
+        // Busy threads finish their task first, then exit too.
+        lock(&self.sharing.state).closed = true;
         self.sharing.condvar.notify_all();
     }
 }
