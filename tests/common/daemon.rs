@@ -39,7 +39,7 @@ impl Daemon {
         let config = dir.path().join("config.yaml");
         let d = dir.path().display();
         let defaults = [
-            format!("server_host: 127.0.0.1"),
+            "server_host: 127.0.0.1".to_string(),
             format!("server_port: {port}"),
             format!("database_path: {d}/data/builder.db"),
             format!("public_path: {d}/public"),
