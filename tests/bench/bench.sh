@@ -36,6 +36,11 @@ REQ2='{"version":"1.2.3","target":"testtarget/testsubtarget","profile":"testprof
 BIG='{"version":"1.2.3","target":"testtarget/testsubtarget","profile":"testprofile","packages":["big-image-pkg"]}'
 BAD='{"version":"9.9.9","target":"testtarget/testsubtarget","profile":"testprofile","packages":["vim"]}'
 
+# Run from `make bench`, we inherit MAKELEVEL and MAKEFLAGS: the peer's
+# `make` would then act as a sub-make and print "Entering directory" lines
+# into the output it parses.
+unset MAKELEVEL MAKEFLAGS MFLAGS MAKEOVERRIDES
+
 say() { echo "bench: $*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 need() { command -v "$1" >/dev/null 2>&1; }

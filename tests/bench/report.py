@@ -288,11 +288,13 @@ def section_rss(data, out):
             continue
         peak = {p["pid"]: p for p in data["rss"].get(("peak", server), [])}
         peak_big = {p["pid"]: p for p in data["rss"].get(("peak_big", server), [])}
-        total_idle = total_peak = 0
+        total_idle = 0
+        total_peak = 0 if peak else None
         for p in idle:
             pk = peak.get(p["pid"], {}).get("hwm_kib")
             total_idle += p["rss_kib"]
-            total_peak += pk or 0
+            if total_peak is not None:
+                total_peak += pk or 0
             extra = ""
             if big:
                 extra = f" {mib(peak_big.get(p['pid'], {}).get('hwm_kib')) if server != 'peer' else '–'} |"
