@@ -160,4 +160,5 @@ fn self_test() {
     assert_eq!(v["pending"], 2, "{v}");
     assert_eq!(v["running"], 1, "{v}");
     println!("bare_stack self-test: answered {body}");
+    println!("bare_stack: 1 passed, 0 failed");
 }
