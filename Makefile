@@ -40,7 +40,8 @@ test: lint podman-install
 unit:
 	$(CARGO) test --lib
 
-# Figures, not assertions: start-up, RSS, build overhead, HTTP latency.
+# Figures, not assertions, written to BENCHMARKS.md: asu-builder, the bare
+# stack and the reference server side by side (tests/bench/README.md).
 bench:
 	bash tests/bench/bench.sh
 
