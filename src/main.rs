@@ -3,7 +3,7 @@
 
 use asu_builder::config::{self, Config};
 use asu_builder::container::podman::Podman;
-use asu_builder::{app, db, descriptors};
+use asu_builder::{allocator, app, db, descriptors};
 use simplelog::{ColorChoice, ConfigBuilder, LevelFilter, TermLogger, TerminalMode};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +93,7 @@ fn init_logging(config: &Config) {
 
 fn main() -> ExitCode {
     let started = Instant::now();
+    allocator::tune();
     let args = match parse_args() {
         Cli::Run(a) => a,
         Cli::Exit(code) => return code,
