@@ -1,6 +1,7 @@
 //! asu-builder: the OpenWrt Attended SysUpgrade API with builds on Podman.
 //! See ARCHITECTURE.md for the map of modules and threads.
 
+pub mod allow_list;
 pub mod api;
 pub mod app;
 pub mod builder;
@@ -10,5 +11,6 @@ pub mod db;
 pub mod hash;
 pub mod models;
 pub mod queue;
+pub mod store;
 pub mod upstream;
 pub mod validate;

@@ -4,8 +4,7 @@
 //! normalised: `packages` is taken from `packages_versions` when given, `+`
 //! prefixes dropped, and `profile` is the canonical profile id.
 
-use crate::api::response::Response;
-use crate::builder::repos::url_allowed;
+use crate::allow_list::url_allowed;
 use crate::config::Config;
 use crate::models::BuildRequest;
 use crate::upstream::{Freshness, Upstream, UpstreamError, versions};
@@ -22,6 +21,8 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The HTTP status the API answers with; the body is the reference's
+    /// `{"detail", "status"}`.
     pub fn status(&self) -> u16 {
         match self {
             ValidationError::Invalid(_) => 400,
@@ -34,11 +35,6 @@ impl ValidationError {
             ValidationError::Invalid(d) => d.clone(),
             ValidationError::Upstream(e) => e.to_string(),
         }
-    }
-
-    /// `{"detail": …, "status": …}` as the reference answers a 400.
-    pub fn to_response(&self) -> Response {
-        Response::error(self.status(), &self.detail())
     }
 }
 
@@ -64,9 +60,9 @@ fn invalid(detail: String) -> Result<(), ValidationError> {
 /// The only distribution the ImageBuilders serve.
 const DISTROS: &[&str] = &["openwrt"];
 
-/// The brief's signature: `Err` is a 400 `detail`. Upstream outages also
-/// come back as text here; prefer [`check_request`], which keeps them apart
-/// so they can be answered with 502/504.
+/// The reference's `validate_request` shape: `Err` is the 400 `detail`.
+/// Upstream outages also come back as text here; prefer [`check_request`],
+/// which keeps them apart so they can be answered with 502/504.
 pub fn validate_request(
     config: &Config,
     upstream: &Upstream,

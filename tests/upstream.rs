@@ -229,7 +229,7 @@ fn failure_without_a_copy_is_a_clear_upstream_error() {
         ValidationError::Upstream(UpstreamError::Http { status: 503, .. })
     ));
     assert_eq!(err.status(), 502);
-    assert_eq!(err.to_response().status, 502);
+    assert_eq!(Response::from(&err).status, 502);
 }
 
 #[test]

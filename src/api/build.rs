@@ -9,9 +9,17 @@ use crate::db::{self, DbError, jobs, stats};
 use crate::hash::request_hash;
 use crate::models::{BuildRequest, Limits, parse_build_request};
 use crate::queue;
-use crate::validate::check_request;
+use crate::validate::{ValidationError, check_request};
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
+
+/// A refused request as the reference answers it: `{"detail", "status"}`
+/// (400; 502/504 when upstream metadata was unavailable).
+impl From<&ValidationError> for Response {
+    fn from(e: &ValidationError) -> Response {
+        Response::error(e.status(), &e.detail())
+    }
+}
 
 fn hash_not_found() -> Response {
     Response::error_titled(404, "Not Found", "could not find provided request hash")
@@ -188,7 +196,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     let mut validated = build.clone();
     if let Err(e) = check_request(config, &state.upstream, &mut validated) {
         log::info!("validation failure for {hash}: {}", e.detail());
-        return e.to_response();
+        return Response::from(&e);
     }
     let bin_dir = request_hash(&validated);
     let request_json = serde_json::to_string(&validated).unwrap_or_default();

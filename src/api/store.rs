@@ -6,6 +6,7 @@
 //! streamed, never read into memory: images are tens of megabytes.
 
 use super::response::{Body, Response};
+use crate::store;
 use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
@@ -90,11 +91,7 @@ fn resolve(store_root: &Path, url_path: &str) -> Option<PathBuf> {
     }
     let root = store_root.canonicalize().ok()?;
     let full = root.join(&decoded).canonicalize().ok()?;
-    // `starts_with` compares whole components, so `/store-evil` is not
-    // inside `/store`; the root itself is a directory, not a download.
-    // Builds in progress live under the staging directory: never served.
-    let staging = root.join(crate::builder::publish::STAGING_DIR);
-    (full.starts_with(&root) && full != root && !full.starts_with(&staging)).then_some(full)
+    store::is_servable(&root, &full).then_some(full)
 }
 
 /// A relative path of plain names: no `..`, no absolute start, no

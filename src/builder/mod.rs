@@ -19,7 +19,6 @@ pub mod packages;
 mod pipeline;
 
 pub use pipeline::run_build;
-pub mod publish;
 pub mod repos;
 pub mod result;
 pub mod sign;
@@ -42,7 +41,7 @@ pub struct BuildJob {
     pub bin_dir: String,
     /// `{store_path}/{bin_dir}`; the finished build is renamed here.
     pub store_dir: PathBuf,
-    /// Where images are streamed while the build runs (`publish::staging_dir`);
+    /// Where images are streamed while the build runs (`store::staging_dir`);
     /// emptied before and removed after each build.
     pub staging_dir: PathBuf,
 }

@@ -4,7 +4,6 @@
 use super::changes::{self, Context};
 use super::info::{self, ImageBuilderInfo};
 use super::packages;
-use super::publish;
 use super::repos;
 use super::result;
 use super::sign;
@@ -16,6 +15,7 @@ use crate::container::{
     LABEL_SERVICE, LABEL_WORKER,
 };
 use crate::models::Phase;
+use crate::store;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -298,7 +298,7 @@ impl<'a> Build<'a> {
         )
         .map_err(|e| self.user(e))?;
         result::refresh_checksums(&mut result, &job.staging_dir);
-        publish::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
+        store::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
             self.fail(
                 FailureKind::Infrastructure,
                 format!("Could not move the images into the store: {e}"),
@@ -457,7 +457,7 @@ impl<'a> Build<'a> {
 
         let src = format!("{WORKDIR}/{}", job.bin_dir);
         let started = Instant::now();
-        publish::discard(&job.staging_dir);
+        store::discard(&job.staging_dir);
         let bytes = self.runtime.copy_out(id, &src, &job.staging_dir);
         self.timings.push(("copy out".into(), started.elapsed()));
         let bytes = bytes.map_err(|e| self.runtime_failure(e, "copying images"))?;

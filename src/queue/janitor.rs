@@ -5,9 +5,9 @@
 use super::{LEASE, LEASE_RENEW, QueueShared};
 use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
 use crate::db::{self, jobs};
+use crate::store;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
-use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -118,26 +118,12 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
     match jobs::delete_expired(conn, db::now_ms()) {
         Ok(dirs) => {
             for dir in dirs {
-                remove_store_dir(&config.store_path, &dir);
+                store::remove_build(&config.store_path, &dir);
             }
         }
         Err(e) => log::warn!("janitor: expiring results failed: {e}"),
     }
     remove_orphan_containers(shared, conn);
-}
-
-/// Only a plain hash-named directory directly under the store is removed.
-fn remove_store_dir(store: &Path, bin_dir: &str) {
-    if bin_dir.is_empty() || !bin_dir.chars().all(|c| c.is_ascii_hexdigit()) {
-        log::warn!("janitor: refusing to remove odd store directory name {bin_dir:?}");
-        return;
-    }
-    let path = store.join(bin_dir);
-    match std::fs::remove_dir_all(&path) {
-        Ok(()) => log::debug!("expired {}", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("janitor: could not remove {}: {e}", path.display()),
-    }
 }
 
 fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {

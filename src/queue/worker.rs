@@ -6,6 +6,7 @@ use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::db::{self, jobs, stats};
 use crate::models::{BuildRequest, Limits, Phase, parse_build_request};
+use crate::store;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -113,8 +114,8 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     let build_job = BuildJob {
         request_hash: job.request_hash.clone(),
         bin_dir: job.bin_dir.clone(),
-        store_dir: config.store_path.join(&job.bin_dir),
-        staging_dir: builder::publish::staging_dir(&config.store_path, name),
+        store_dir: store::build_dir(&config.store_path, &job.bin_dir),
+        staging_dir: store::staging_dir(&config.store_path, name),
         request,
     };
     let request = &build_job.request;
@@ -140,7 +141,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         })
     };
     let aborted = shared.inflight.remove(job.id);
-    builder::publish::discard(&build_job.staging_dir);
+    store::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
     let event = stats::StatEvent {
         request_hash: Some(&job.request_hash),
