@@ -5,8 +5,8 @@
 //! prefixes dropped, and `profile` is the canonical profile id.
 
 use crate::allow_list::url_allowed;
-use crate::config::Config;
-use crate::models::BuildRequest;
+use crate::config::{self, Config};
+use crate::models::{BuildRequest, sanitize_profile};
 use crate::upstream::{Freshness, Upstream, UpstreamError, versions};
 use serde_json::Value;
 use std::fmt;
@@ -99,7 +99,7 @@ pub fn check_request(
     }
 
     let branches = &config.branches;
-    if !branches.contains_key(&versions::branch_name(branches, &req.version)) {
+    if !branches.contains_key(&config::branch_name(branches, &req.version)) {
         return invalid(format!("Unsupported branch: {}", req.version));
     }
 
@@ -118,7 +118,7 @@ pub fn check_request(
         .map(|p| p.strip_prefix('+').map(str::to_owned).unwrap_or(p))
         .collect();
 
-    let Some(version_path) = versions::version_path(branches, &req.version) else {
+    let Some(version_path) = config::version_path(branches, &req.version) else {
         // Unreachable: the branch exists (checked above).
         return invalid(format!("Unsupported branch: {}", req.version));
     };
@@ -138,7 +138,7 @@ pub fn check_request(
     }
 
     // Clients may still send board names with commas (old LuCI).
-    req.profile = req.profile.replace(',', "_");
+    req.profile = sanitize_profile(&req.profile);
     let resolve = |f| -> Result<Option<String>, UpstreamError> {
         Ok(upstream
             .profiles_with(&version_path, &req.target, f)?

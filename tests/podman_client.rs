@@ -512,7 +512,7 @@ fn unreachable_sockets_give_typed_errors() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let e = Podman::new(&stale).list_by_label("x").unwrap_err();
     assert!(matches!(e, ContainerError::Unreachable { .. }), "{e:?}");
-    assert!(e.is_transient());
+    assert!(e.is_retryable());
 }
 
 #[test]

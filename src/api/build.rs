@@ -7,7 +7,7 @@ use super::request::Request;
 use super::response::Response;
 use crate::db::{self, DbError, jobs, stats};
 use crate::hash::request_hash;
-use crate::models::{BuildRequest, Limits, parse_build_request};
+use crate::models::{BuildRequest, Limits, parse_build_request, sanitize_profile};
 use crate::queue;
 use crate::validate::{ValidationError, check_request};
 use rusqlite::Connection;
@@ -165,7 +165,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         Err(e) => return Response::json(422, &e.body()),
     };
     // Older LuCI sends the raw board name.
-    build.profile = build.profile.replace(',', "_");
+    build.profile = sanitize_profile(&build.profile);
     let hash = request_hash(&build);
     let client = resolve_client(&build, req.header("User-Agent"));
     let event = stats::StatEvent {

@@ -7,7 +7,7 @@
 //! branches (6), and per-profile documents resolve board names (7).
 
 use crate::api::response::Response;
-use crate::config::{Branch, Config};
+use crate::config::{self, Branch, Config};
 use crate::upstream::{Freshness, Upstream, UpstreamError, Versions, packages, versions};
 use serde_json::{Map, Value, json};
 
@@ -131,7 +131,7 @@ fn branch_objects(config: &Config, upstream: &Upstream, all: &Versions) -> Vec<(
             let mine: Vec<String> = all
                 .versions
                 .iter()
-                .filter(|v| versions::branch_name(&config.branches, v) == *name)
+                .filter(|v| config::branch_name(&config.branches, v) == *name)
                 .cloned()
                 .collect();
             let targets = mine
@@ -146,7 +146,7 @@ fn branch_objects(config: &Config, upstream: &Upstream, all: &Versions) -> Vec<(
 /// A branch's targets never fail the whole overview: without them the
 /// branch is listed with `{}` (clients skip it).
 fn branch_targets(config: &Config, upstream: &Upstream, version: &str) -> Map<String, Value> {
-    let Some(path) = versions::version_path(&config.branches, version) else {
+    let Some(path) = config::version_path(&config.branches, version) else {
         return Map::new();
     };
     match upstream.targets(&path) {
@@ -189,7 +189,7 @@ pub fn revision(
     target: &str,
     subtarget: &str,
 ) -> Response {
-    let Some(version_path) = versions::version_path(&config.branches, version) else {
+    let Some(version_path) = config::version_path(&config.branches, version) else {
         return Response::error(400, &format!("Unsupported version: {version}"));
     };
     let failed = |status: u16| {

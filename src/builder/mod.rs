@@ -57,13 +57,17 @@ pub struct BuildSuccess {
     pub stderr: String,
 }
 
+/// What the queue should do with a failed build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The request cannot be built (impossible packages, wrong revision, too
-    /// big, …): fail at once.
-    User,
-    /// Podman unreachable, pull failed for network reasons, …: retry.
-    Infrastructure,
+    /// Running it again cannot help: the request cannot be built
+    /// (impossible packages, wrong revision, too big, missing image, …) or
+    /// the pipeline itself broke (a panic). Fail at once.
+    Permanent,
+    /// The runtime's state got in the way (Podman unreachable, a deadline,
+    /// a killed container, …; see `ContainerError::is_retryable`): retry
+    /// with backoff.
+    Retryable,
 }
 
 #[derive(Debug, Clone)]

@@ -63,10 +63,10 @@ pub fn container_spec(
         .insert(LABEL_JOB.into(), job.request_hash.clone());
     if tag::is_snapshot_build(&req.version) {
         spec.env.insert("TARGET".into(), req.target.clone());
-        spec.env.insert(
-            "VERSION_PATH".into(),
-            tag::version_path(config, &req.version),
-        );
+        // Validation admits only versions of configured branches.
+        let path = crate::config::version_path(&config.branches, &req.version);
+        spec.env
+            .insert("VERSION_PATH".into(), path.unwrap_or_default());
     }
     spec
 }
@@ -168,24 +168,33 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn user(&self, msg: impl std::fmt::Display) -> BuildFailure {
-        self.fail(FailureKind::User, msg)
+    /// A failure that running the build again cannot fix.
+    fn permanent(&self, msg: impl std::fmt::Display) -> BuildFailure {
+        self.fail(FailureKind::Permanent, msg)
     }
 
     fn runtime_failure(&self, err: ContainerError, during: &str) -> BuildFailure {
+        let kind = if err.is_retryable() {
+            FailureKind::Retryable
+        } else {
+            FailureKind::Permanent
+        };
         match err {
             ContainerError::ImageMissing { image, reason } => {
                 log::warn!("image {image} missing: {reason}");
-                self.user(format!(
-                    "Image not found: {image}. If this version was just released, please try \
-                     again in a few hours as it may take some time to become fully available."
-                ))
+                self.fail(
+                    kind,
+                    format!(
+                        "Image not found: {image}. If this version was just released, please try \
+                         again in a few hours as it may take some time to become fully available."
+                    ),
+                )
             }
             ContainerError::UnsafeArchive(what) => {
-                self.user(format!("Unsafe build output ({during}): {what}"))
+                self.fail(kind, format!("Unsafe build output ({during}): {what}"))
             }
             other => self.fail(
-                FailureKind::Infrastructure,
+                kind,
                 format!("Container runtime failed during {during}: {other}"),
             ),
         }
@@ -228,7 +237,7 @@ impl<'a> Build<'a> {
         }
         if out.exit_code == KILLED {
             return Err(self.fail(
-                FailureKind::Infrastructure,
+                FailureKind::Retryable,
                 format!("The build container was killed during {during} (exit code {KILLED})"),
             ));
         }
@@ -283,12 +292,12 @@ impl<'a> Build<'a> {
 
         let json_path = job.staging_dir.join("profiles.json");
         if !json_path.is_file() {
-            return Err(self.user("No JSON file found"));
+            return Err(self.permanent("No JSON file found"));
         }
         let profiles: Map<String, Value> = std::fs::read(&json_path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| self.user("Could not parse profiles.json"))?;
+            .ok_or_else(|| self.permanent("Could not parse profiles.json"))?;
         let mut result = result::build_result(
             profiles,
             &req.profile,
@@ -296,11 +305,11 @@ impl<'a> Build<'a> {
             &job.bin_dir,
             &built.build_cmd_packages,
         )
-        .map_err(|e| self.user(e))?;
+        .map_err(|e| self.permanent(e))?;
         result::refresh_checksums(&mut result, &job.staging_dir);
         store::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
             self.fail(
-                FailureKind::Infrastructure,
+                FailureKind::Retryable,
                 format!("Could not move the images into the store: {e}"),
             )
         })?;
@@ -373,7 +382,7 @@ impl<'a> Build<'a> {
             if out.exit_code != 0 {
                 // setup.sh downloads the ImageBuilder: usually the network.
                 return Err(self.fail(
-                    FailureKind::Infrastructure,
+                    FailureKind::Retryable,
                     format!(
                         "Could not set up ImageBuilder (returncode={})",
                         out.exit_code
@@ -387,9 +396,9 @@ impl<'a> Build<'a> {
         let out = self.exec(id, vec!["make".into(), "info".into()], "make info", true)?;
         self.progress.phase(Phase::ValidateRevision);
         let info: ImageBuilderInfo =
-            info::parse_info(&out.stdout, &req.profile).map_err(|e| self.user(e))?;
+            info::parse_info(&out.stdout, &req.profile).map_err(|e| self.permanent(e))?;
         if let Some(msg) = info::check_revision(&info.revision, &req.version_code) {
-            return Err(self.user(msg));
+            return Err(self.permanent(msg));
         }
 
         let defaults: BTreeSet<String> = info
@@ -432,21 +441,21 @@ impl<'a> Build<'a> {
             true,
         )?;
         if out.exit_code != 0 {
-            return Err(self.user(packages::check_package_errors(&out.stderr)));
+            return Err(self.permanent(packages::check_package_errors(&out.stderr)));
         }
         let manifest = packages::parse_manifest(&out.stdout);
         if let Some(msg) = packages::check_manifest(&manifest, &req.packages_versions) {
-            return Err(self.user(msg));
+            return Err(self.permanent(msg));
         }
 
         self.build_cmd = image_cmd(job, &build_cmd_packages, &manifest);
         self.progress.phase(Phase::BuildingImage);
         let out = self.exec(id, self.build_cmd.clone(), "make image", true)?;
         if packages::exceeds_storage(&out.stderr) {
-            return Err(self.user("Selected packages exceed device storage"));
+            return Err(self.permanent("Selected packages exceed device storage"));
         }
         if out.exit_code != 0 {
-            return Err(self.user("Error while building firmware. See stdout/stderr"));
+            return Err(self.permanent("Error while building firmware. See stdout/stderr"));
         }
 
         if let Some(key) = sign::find_build_key() {

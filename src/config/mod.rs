@@ -7,7 +7,7 @@
 mod branches;
 mod load;
 
-pub use branches::{Branch, PackageChange, default_branches};
+pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
 pub use load::{ConfigError, ConfigSource, Origin, load, load_from, render_effective};
 
 use serde::Serialize;

@@ -51,6 +51,13 @@ impl Default for BuildRequest {
     }
 }
 
+/// The profile name as the reference hashes and looks it up: board names
+/// come with commas (`tplink,archer-c7-v2` from older LuCI and auc), profile
+/// ids and the alias table use `_`.
+pub fn sanitize_profile(name: &str) -> String {
+    name.replace(',', "_")
+}
+
 impl BuildRequest {
     /// Repositories as (name, url) pairs in the client's order.
     pub fn repository_pairs(&self) -> Vec<(&str, &str)> {

@@ -2,7 +2,7 @@
 //! failures (rows and store directories), requeues jobs whose worker died,
 //! and removes containers labelled as ours that no running job owns.
 
-use super::{LEASE, LEASE_RENEW, QueueShared};
+use super::{LEASE, LEASE_RENEW, QueueShared, Stop, stop_container, stop_job_containers};
 use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
 use crate::db::{self, jobs};
 use crate::store;
@@ -83,17 +83,12 @@ fn kill_overdue(shared: &QueueShared) {
         if job.aborted || job.started.elapsed() <= limit {
             continue;
         }
-        let label = format!("{LABEL_JOB}={}", job.request_hash);
-        if let Ok(containers) = shared.runtime.list_by_label(&label) {
-            for c in containers {
-                log::warn!(
-                    "job {} is past job_timeout_seconds: killing {}",
-                    job.request_hash,
-                    c.name
-                );
-                let _ = shared.runtime.kill(&c.id);
-            }
-        }
+        stop_job_containers(
+            shared.runtime.as_ref(),
+            &job.request_hash,
+            Stop::Kill,
+            &format!("job {} is past job_timeout_seconds", job.request_hash),
+        );
     }
 }
 
@@ -158,13 +153,11 @@ fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
         if !orphan {
             continue;
         }
-        log::warn!(
-            "removing orphaned build container {} (job {job}, worker {worker})",
-            c.name
+        stop_container(
+            shared.runtime.as_ref(),
+            &c,
+            Stop::KillAndRemove,
+            &format!("orphaned build (job {job}, worker {worker})"),
         );
-        let _ = shared.runtime.kill(&c.id);
-        if let Err(e) = shared.runtime.remove(&c.id) {
-            log::warn!("janitor: removing container {} failed: {e}", c.name);
-        }
     }
 }

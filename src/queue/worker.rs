@@ -132,7 +132,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         }))
         .unwrap_or_else(|_| {
             Err(BuildFailure {
-                kind: FailureKind::User,
+                kind: FailureKind::Permanent,
                 detail: "Error: internal error while building".into(),
                 stdout: String::new(),
                 stderr: String::new(),
@@ -184,7 +184,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         }
         Err(failure) => {
             let timed_out = elapsed.as_secs() >= config.job_timeout_seconds;
-            if failure.kind == FailureKind::Infrastructure
+            if failure.kind == FailureKind::Retryable
                 && !timed_out
                 && job.attempts < job.max_attempts
             {
@@ -210,7 +210,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                         "Error: Build timed out after {} seconds (job_timeout_seconds)",
                         config.job_timeout_seconds
                     )
-                } else if failure.kind == FailureKind::Infrastructure {
+                } else if failure.kind == FailureKind::Retryable {
                     format!(
                         "{} (gave up after {} attempts)",
                         failure.detail, job.attempts

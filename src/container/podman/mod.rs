@@ -671,7 +671,7 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         // Reported as retryable.
-        assert!(p.ping().unwrap_err().is_transient());
+        assert!(p.ping().unwrap_err().is_retryable());
     }
 
     #[test]
