@@ -7,7 +7,9 @@ use super::request::Request;
 use super::response::Response;
 use crate::db::{self, DbError, jobs, stats};
 use crate::hash::request_hash;
-use crate::models::{BuildRequest, Limits, parse_build_request, sanitize_profile};
+use crate::models::{
+    BuildRequest, JobStatus, Limits, Phase, parse_build_request, sanitize_profile,
+};
 use crate::queue;
 use crate::validate::{ValidationError, check_request};
 use rusqlite::Connection;
@@ -31,8 +33,8 @@ fn db_unavailable(e: DbError) -> Response {
         .with_header("Retry-After", "2")
 }
 
-fn with_status_headers(r: Response, phase: &str, position: i64) -> Response {
-    r.with_header("X-Imagebuilder-Status", phase)
+fn with_status_headers(r: Response, phase: Phase, position: i64) -> Response {
+    r.with_header("X-Imagebuilder-Status", phase.as_str())
         .with_header("X-Queue-Position", &position.to_string())
 }
 
@@ -51,8 +53,8 @@ pub fn resolve_client(req: &BuildRequest, user_agent: Option<&str>) -> String {
 /// Render a job row the way the reference's `return_job_v1` does.
 fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError> {
     let request: Value = serde_json::from_str(&job.request_json).unwrap_or(Value::Null);
-    match job.status.as_str() {
-        "pending" => {
+    match job.status {
+        JobStatus::Pending => {
             let position = jobs::queue_position(conn, job.id)?;
             let body = json!({
                 "status": 202,
@@ -63,17 +65,17 @@ fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError
             });
             Ok(with_status_headers(
                 Response::json(202, &body),
-                "queued",
+                Phase::Queued,
                 position,
             ))
         }
-        "running" => {
+        JobStatus::Running => {
             // No `queue_position` here: LuCI tells queued from started by it.
             let mut body = Map::new();
             body.insert("detail".into(), "started".into());
             body.insert(
                 "imagebuilder_status".into(),
-                job.imagebuilder_status.clone().into(),
+                job.imagebuilder_status.as_str().into(),
             );
             body.insert("request".into(), request);
             body.insert("status".into(), 202.into());
@@ -81,11 +83,12 @@ fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError
             body.insert("request_hash".into(), job.request_hash.clone().into());
             Ok(with_status_headers(
                 Response::json(202, &Value::Object(body)),
-                &job.imagebuilder_status,
+                job.imagebuilder_status,
                 0,
             ))
         }
-        _ => {
+        // Only failed jobs are visible among the finished ones.
+        JobStatus::Failed | JobStatus::Completed => {
             let mut body = Map::new();
             let detail = job
                 .detail
@@ -93,7 +96,7 @@ fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError
                 .filter(|d| d != "init")
                 .unwrap_or_else(|| "failed".into());
             body.insert("detail".into(), detail.into());
-            body.insert("imagebuilder_status".into(), "failed".into());
+            body.insert("imagebuilder_status".into(), Phase::Failed.as_str().into());
             body.insert("request".into(), request);
             body.insert(
                 "stdout".into(),
@@ -115,7 +118,7 @@ fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError
             body.insert("request_hash".into(), job.request_hash.clone().into());
             Ok(with_status_headers(
                 Response::json(500, &Value::Object(body)),
-                "failed",
+                Phase::Failed,
                 0,
             ))
         }
@@ -128,7 +131,7 @@ fn render_result(result_json: String) -> Response {
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: super::response::Body::Bytes(result_json.into_bytes()),
     };
-    with_status_headers(r, "done", 0)
+    with_status_headers(r, Phase::Done, 0)
 }
 
 /// The current state of a request hash, or `None` when nothing is known.
@@ -199,16 +202,11 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         return Response::from(&e);
     }
     let bin_dir = request_hash(&validated);
-    let request_json = serde_json::to_string(&validated).unwrap_or_default();
     let enqueued_at = queue::iso_now();
     let new_job = jobs::NewJob {
         request_hash: &hash,
-        request_json: &request_json,
+        request: &validated,
         bin_dir: &bin_dir,
-        version: &validated.version,
-        target: &validated.target,
-        profile: &validated.profile,
-        diff_packages: validated.diff_packages,
         client: &client,
         enqueued_at: &enqueued_at,
         max_pending: config.max_pending_jobs,

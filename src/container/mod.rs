@@ -158,6 +158,11 @@ pub const LABEL_SERVICE: &str = "asu.builder";
 pub const LABEL_WORKER: &str = "asu.worker";
 pub const LABEL_JOB: &str = "asu.job";
 
+/// The `list_by_label` filter for the containers of one job.
+pub fn job_label(request_hash: &str) -> String {
+    format!("{LABEL_JOB}={request_hash}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,9 +202,4 @@ mod tests {
             assert_eq!(error.is_retryable(), retryable, "{error:?}");
         }
     }
-}
-
-/// The `list_by_label` filter for the containers of one job.
-pub fn job_label(request_hash: &str) -> String {
-    format!("{LABEL_JOB}={request_hash}")
 }

@@ -5,7 +5,7 @@
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::db::{self, jobs, stats};
-use crate::models::{BuildRequest, Limits, Phase, parse_build_request};
+use crate::models::{BuildRequest, Phase};
 use crate::store;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -61,7 +61,7 @@ struct DbProgress<'a> {
 
 impl Progress for DbProgress<'_> {
     fn phase(&self, phase: Phase) {
-        if let Err(e) = jobs::set_phase(self.conn, self.job_id, phase.as_str()) {
+        if let Err(e) = jobs::set_phase(self.conn, self.job_id, phase) {
             log::warn!(
                 "job {}: recording phase {} failed: {e}",
                 self.job_id,
@@ -71,36 +71,30 @@ impl Progress for DbProgress<'_> {
     }
 }
 
-/// The stored request, read back with the same rules it was written with.
-fn stored_request(json: &str) -> Option<BuildRequest> {
-    let limits = Limits {
-        max_defaults_length: usize::MAX,
-        max_custom_rootfs_size_mb: u64::MAX,
-    };
-    parse_build_request(json.as_bytes(), limits).ok()
-}
-
 fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::JobRow) {
     let config = &shared.config;
     let now = db::now_ms();
     let failure_expiry = now + (config.failure_ttl_seconds as i64) * 1000;
-    let Some(request) = stored_request(&job.request_json) else {
-        log::error!(
-            "job {}: stored request is unreadable; failing it",
-            job.request_hash
-        );
-        let _ = jobs::fail(
-            conn,
-            &jobs::Failure {
-                job_id: job.id,
-                detail: "Error: stored request is unreadable",
-                stdout: "",
-                stderr: "",
-                build_cmd: None,
-                expires_at: failure_expiry,
-            },
-        );
-        return;
+    let request = match job.request() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(
+                "job {}: stored request is unreadable ({e}); failing it",
+                job.request_hash
+            );
+            let _ = jobs::fail(
+                conn,
+                &jobs::Failure {
+                    job_id: job.id,
+                    detail: "Error: stored request is unreadable",
+                    stdout: "",
+                    stderr: "",
+                    build_cmd: None,
+                    expires_at: failure_expiry,
+                },
+            );
+            return;
+        }
     };
     log::info!(
         "{name}: building {} ({} {} {}, attempt {}/{})",
@@ -255,7 +249,7 @@ fn retry_backoff(attempt: i64) -> Duration {
 fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess) -> Value {
     let mut body = Map::new();
     body.insert("detail".into(), "done".into());
-    body.insert("imagebuilder_status".into(), "done".into());
+    body.insert("imagebuilder_status".into(), Phase::Done.as_str().into());
     body.insert(
         "request".into(),
         serde_json::to_value(request).unwrap_or(Value::Null),
@@ -282,19 +276,5 @@ mod tests {
         assert_eq!(retry_backoff(2), Duration::from_secs(20));
         assert_eq!(retry_backoff(3), Duration::from_secs(80));
         assert_eq!(retry_backoff(7), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn stored_request_round_trips() {
-        let req = BuildRequest {
-            version: "1.2.3".into(),
-            target: "a/b".into(),
-            profile: "p".into(),
-            defaults: Some("x".repeat(30000)),
-            rootfs_size_mb: Some(4096),
-            ..Default::default()
-        };
-        let json = serde_json::to_string(&req).unwrap();
-        assert_eq!(stored_request(&json), Some(req));
     }
 }
