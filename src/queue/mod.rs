@@ -2,6 +2,7 @@
 //! and run the pipeline, and the janitor that expires results, renews leases
 //! and recovers what crashed.
 
+mod disposition;
 mod inflight;
 pub mod janitor;
 mod worker;

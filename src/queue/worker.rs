@@ -2,9 +2,11 @@
 //! jobs enqueued by another process on the same database), claim one job,
 //! run the pipeline, record the outcome.
 
+use super::disposition::{Attempt, Disposition, disposition};
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
-use crate::db::{self, jobs, stats};
+use crate::config::Config;
+use crate::db::{self, DbError, jobs, stats};
 use crate::models::{BuildRequest, Phase};
 use crate::store;
 use rusqlite::Connection;
@@ -73,8 +75,87 @@ impl Progress for DbProgress<'_> {
 
 fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::JobRow) {
     let config = &shared.config;
-    let now = db::now_ms();
-    let failure_expiry = now + (config.failure_ttl_seconds as i64) * 1000;
+    let failure_expiry = db::now_ms() + (config.failure_ttl_seconds as i64) * 1000;
+    let Some(build_job) = build_job(shared, conn, name, &job, failure_expiry) else {
+        return;
+    };
+    let request = &build_job.request;
+    shared.inflight.insert(job.id, &job.request_hash, name);
+    let started = Instant::now();
+    let outcome = build(shared, conn, name, &job, &build_job);
+    let aborted = shared.inflight.remove(job.id);
+    store::discard(&build_job.staging_dir);
+    let elapsed = started.elapsed();
+    let event = stats::StatEvent {
+        request_hash: Some(&job.request_hash),
+        version: &request.version,
+        target: &request.target,
+        profile: &request.profile,
+        client: request.client.as_deref().unwrap_or("unknown/0"),
+        diff_packages: request.diff_packages,
+        packages: &request.packages,
+        duration_s: Some(elapsed.as_secs_f64()),
+    };
+    let attempt = Attempt {
+        number: job.attempts,
+        max: job.max_attempts,
+        elapsed,
+        job_timeout_seconds: config.job_timeout_seconds,
+        interrupted: aborted || shared.is_stopping(),
+    };
+    let recorded = match disposition(&outcome, &attempt) {
+        Disposition::Complete(success) => {
+            log::info!(
+                "{name}: built {} in {:.1} s",
+                job.request_hash,
+                elapsed.as_secs_f64()
+            );
+            let _ = stats::record(conn, stats::SUCCESS, &event);
+            complete(conn, config, &job, request, success, elapsed)
+        }
+        Disposition::Retry {
+            after,
+            refund,
+            note,
+        } => {
+            log::warn!(
+                "{name}: {} goes back to the queue (attempt {}/{}, again in {} s): {note}",
+                job.request_hash,
+                job.attempts,
+                job.max_attempts,
+                after.as_secs(),
+            );
+            // 0: claimable at once, whatever the clocks of other processes say.
+            let not_before = match after.as_millis() {
+                0 => 0,
+                ms => db::now_ms() + ms as i64,
+            };
+            jobs::requeue(conn, job.id, not_before, refund, &note)
+        }
+        Disposition::Fail { detail, failure } => {
+            log::warn!("{name}: {} failed: {detail}", job.request_hash);
+            let _ = stats::record(conn, stats::FAILURE, &event);
+            fail(conn, job.id, &detail, failure, failure_expiry)
+        }
+    };
+    if let Err(e) = recorded {
+        log::error!(
+            "{name}: recording the outcome of {} failed: {e}",
+            job.request_hash
+        );
+    }
+}
+
+/// The pipeline's input for a claimed job; a stored request that does not
+/// decode fails the job instead.
+fn build_job(
+    shared: &QueueShared,
+    conn: &Connection,
+    name: &str,
+    job: &jobs::JobRow,
+    failure_expiry: i64,
+) -> Option<BuildJob> {
+    let store_path = &shared.config.store_path;
     let request = match job.request() {
         Ok(r) => r,
         Err(e) => {
@@ -93,7 +174,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                     expires_at: failure_expiry,
                 },
             );
-            return;
+            return None;
         }
     };
     log::info!(
@@ -105,143 +186,91 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         job.attempts,
         job.max_attempts
     );
-    let build_job = BuildJob {
+    Some(BuildJob {
         request_hash: job.request_hash.clone(),
         bin_dir: job.bin_dir.clone(),
-        store_dir: store::build_dir(&config.store_path, &job.bin_dir),
-        staging_dir: store::staging_dir(&config.store_path, name),
+        store_dir: store::build_dir(store_path, &job.bin_dir),
+        staging_dir: store::staging_dir(store_path, name),
         request,
-    };
-    let request = &build_job.request;
-    shared.inflight.insert(job.id, &job.request_hash, name);
-    let started = Instant::now();
-    let outcome = {
-        let progress = DbProgress {
-            conn,
-            job_id: job.id,
-        };
-        // A panic in the pipeline must cost one job, not the worker thread.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            builder::run_build(config, shared.runtime.as_ref(), name, &build_job, &progress)
-        }))
-        .unwrap_or_else(|_| {
-            Err(BuildFailure {
-                kind: FailureKind::Permanent,
-                detail: "Error: internal error while building".into(),
-                stdout: String::new(),
-                stderr: String::new(),
-                build_cmd: Vec::new(),
-            })
-        })
-    };
-    let aborted = shared.inflight.remove(job.id);
-    store::discard(&build_job.staging_dir);
-    let elapsed = started.elapsed();
-    let event = stats::StatEvent {
-        request_hash: Some(&job.request_hash),
-        version: &request.version,
-        target: &request.target,
-        profile: &request.profile,
-        client: request.client.as_deref().unwrap_or("unknown/0"),
-        diff_packages: request.diff_packages,
-        packages: &request.packages,
-        duration_s: Some(elapsed.as_secs_f64()),
-    };
-    let recorded = match outcome {
-        Ok(success) => {
-            let body = done_body(&job, request, &success);
-            let ttl = result_ttl_seconds(config, request) as i64;
-            log::info!(
-                "{name}: built {} in {:.1} s",
-                job.request_hash,
-                elapsed.as_secs_f64()
-            );
-            let _ = stats::record(conn, stats::SUCCESS, &event);
-            jobs::complete(
-                conn,
-                &jobs::Completion {
-                    job_id: job.id,
-                    request_hash: &job.request_hash,
-                    bin_dir: &job.bin_dir,
-                    result_json: &body.to_string(),
-                    duration_s: elapsed.as_secs_f64(),
-                    expires_at: db::now_ms() + ttl * 1000,
-                },
-            )
-        }
-        Err(_) if aborted || shared.is_stopping() => {
-            log::info!(
-                "{name}: {} interrupted by shutdown; back in the queue",
-                job.request_hash
-            );
-            jobs::requeue(conn, job.id, 0, true, "requeued at shutdown")
-        }
-        Err(failure) => {
-            let timed_out = elapsed.as_secs() >= config.job_timeout_seconds;
-            if failure.kind == FailureKind::Retryable
-                && !timed_out
-                && job.attempts < job.max_attempts
-            {
-                let backoff = retry_backoff(job.attempts);
-                log::warn!(
-                    "{name}: {} hit an infrastructure error (attempt {}/{}), retrying in {} s: {}",
-                    job.request_hash,
-                    job.attempts,
-                    job.max_attempts,
-                    backoff.as_secs(),
-                    failure.detail
-                );
-                jobs::requeue(
-                    conn,
-                    job.id,
-                    db::now_ms() + backoff.as_millis() as i64,
-                    false,
-                    &failure.detail,
-                )
-            } else {
-                let detail = if timed_out {
-                    format!(
-                        "Error: Build timed out after {} seconds (job_timeout_seconds)",
-                        config.job_timeout_seconds
-                    )
-                } else if failure.kind == FailureKind::Retryable {
-                    format!(
-                        "{} (gave up after {} attempts)",
-                        failure.detail, job.attempts
-                    )
-                } else {
-                    failure.detail.clone()
-                };
-                log::warn!("{name}: {} failed: {detail}", job.request_hash);
-                let _ = stats::record(conn, stats::FAILURE, &event);
-                let build_cmd = (!failure.build_cmd.is_empty())
-                    .then(|| serde_json::to_string(&failure.build_cmd).unwrap_or_default());
-                jobs::fail(
-                    conn,
-                    &jobs::Failure {
-                        job_id: job.id,
-                        detail: &detail,
-                        stdout: &failure.stdout,
-                        stderr: &failure.stderr,
-                        build_cmd: build_cmd.as_deref(),
-                        expires_at: failure_expiry,
-                    },
-                )
-            }
-        }
-    };
-    if let Err(e) = recorded {
-        log::error!(
-            "{name}: recording the outcome of {} failed: {e}",
-            job.request_hash
-        );
-    }
+    })
 }
 
-/// 5 s, 20 s, 80 s, … capped at 5 minutes.
-fn retry_backoff(attempt: i64) -> Duration {
-    let exp = attempt.clamp(1, 8) as u32 - 1;
-    Duration::from_secs((5u64 * 4u64.pow(exp)).min(300))
+/// Run the pipeline; a panic in it costs one job, not the worker thread.
+fn build(
+    shared: &QueueShared,
+    conn: &Connection,
+    name: &str,
+    job: &jobs::JobRow,
+    build_job: &BuildJob,
+) -> Result<BuildSuccess, BuildFailure> {
+    let progress = DbProgress {
+        conn,
+        job_id: job.id,
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        builder::run_build(
+            &shared.config,
+            shared.runtime.as_ref(),
+            name,
+            build_job,
+            &progress,
+        )
+    }))
+    .unwrap_or_else(|_| {
+        Err(BuildFailure {
+            kind: FailureKind::Permanent,
+            detail: "Error: internal error while building".into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            build_cmd: Vec::new(),
+        })
+    })
+}
+
+/// Mark the job failed, keeping the build's output for clients.
+fn fail(
+    conn: &Connection,
+    job_id: i64,
+    detail: &str,
+    failure: &BuildFailure,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    let build_cmd = (!failure.build_cmd.is_empty())
+        .then(|| serde_json::to_string(&failure.build_cmd).unwrap_or_default());
+    jobs::fail(
+        conn,
+        &jobs::Failure {
+            job_id,
+            detail,
+            stdout: &failure.stdout,
+            stderr: &failure.stderr,
+            build_cmd: build_cmd.as_deref(),
+            expires_at,
+        },
+    )
+}
+
+/// Store the 200 body with its TTL and mark the job completed.
+fn complete(
+    conn: &mut Connection,
+    config: &Config,
+    job: &jobs::JobRow,
+    request: &BuildRequest,
+    success: &BuildSuccess,
+    elapsed: Duration,
+) -> Result<(), DbError> {
+    let ttl = result_ttl_seconds(config, request) as i64;
+    jobs::complete(
+        conn,
+        &jobs::Completion {
+            job_id: job.id,
+            request_hash: &job.request_hash,
+            bin_dir: &job.bin_dir,
+            result_json: &done_body(job, request, success).to_string(),
+            duration_s: elapsed.as_secs_f64(),
+            expires_at: db::now_ms() + ttl * 1000,
+        },
+    )
 }
 
 /// The 200 body, keyed in the order the reference builds it: job meta,
@@ -264,17 +293,4 @@ fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess)
     body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
     body.insert("request_hash".into(), job.request_hash.clone().into());
     Value::Object(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(retry_backoff(1), Duration::from_secs(5));
-        assert_eq!(retry_backoff(2), Duration::from_secs(20));
-        assert_eq!(retry_backoff(3), Duration::from_secs(80));
-        assert_eq!(retry_backoff(7), Duration::from_secs(300));
-    }
 }
