@@ -14,6 +14,7 @@
 //! - `pipeline`: `run_build` itself
 
 pub mod changes;
+mod commands;
 pub mod info;
 pub mod packages;
 mod pipeline;
@@ -24,7 +25,7 @@ pub mod result;
 pub mod sign;
 pub mod tag;
 
-pub use pipeline::{container_name, container_spec, image_cmd, manifest_cmd};
+pub use commands::{container_name, container_spec, image_cmd, manifest_cmd};
 
 use crate::models::{BuildRequest, Phase};
 use serde_json::{Map, Value};

@@ -7,6 +7,30 @@ use std::collections::BTreeSet;
 /// The reference's `get_packages_hash` (shared with the request hash).
 pub use crate::hash::packages_hash;
 
+/// The image's default packages in `make info` order: the target's
+/// defaults, then the profile's own that are not among them.
+pub fn image_defaults(target_defaults: &[String], profile_packages: &[String]) -> Vec<String> {
+    let mut all = target_defaults.to_vec();
+    all.extend(
+        profile_packages
+            .iter()
+            .filter(|p| !target_defaults.contains(p))
+            .cloned(),
+    );
+    all
+}
+
+/// `PACKAGES=` of the build: the requested packages as they are, or with
+/// `diff_packages` the diff against the image defaults.
+pub fn build_packages(requested: Vec<String>, defaults: &[String], diff: bool) -> Vec<String> {
+    if diff {
+        let defaults: BTreeSet<String> = defaults.iter().cloned().collect();
+        diff_packages(&requested, &defaults)
+    } else {
+        requested
+    }
+}
+
 /// Packages for `make … PACKAGES=`: every default not requested, as a sorted
 /// `-pkg` removal, then the requested packages in the client's order.
 pub fn diff_packages(requested: &[String], defaults: &BTreeSet<String>) -> Vec<String> {
@@ -273,6 +297,20 @@ mod tests {
         assert_eq!(
             diff_packages(&list(&["y", "z"]), &set(&["x", "y", "z"])),
             ["-x", "y", "z"]
+        );
+    }
+
+    #[test]
+    fn defaults_keep_make_info_order_and_diff_only_when_asked() {
+        let defaults = image_defaults(&list(&["base", "b", "a"]), &list(&["z", "a", "-y"]));
+        assert_eq!(defaults, ["base", "b", "a", "z", "-y"]);
+        assert_eq!(
+            build_packages(list(&["vim", "a"]), &defaults, true),
+            ["-b", "-base", "-y", "-z", "vim", "a"]
+        );
+        assert_eq!(
+            build_packages(list(&["vim", "a"]), &defaults, false),
+            ["vim", "a"]
         );
     }
 
