@@ -390,7 +390,7 @@ impl<'a> Build<'a> {
         if out.exit_code != 0 {
             return Err(self.permanent("Error while building firmware. See stdout/stderr"));
         }
-        if let Some(key) = sign::find_build_key() {
+        if let Some(key) = sign::find_build_key(self.config.build_key_path.as_deref()) {
             self.sign_images(id, &key)?;
         } else {
             log::debug!("no build key; images stay unsigned");

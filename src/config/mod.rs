@@ -5,10 +5,13 @@
 //! `branches.rs`.
 
 mod branches;
+mod error;
 mod load;
+mod value;
 
 pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
-pub use load::{ConfigError, ConfigSource, Origin, load, load_from, render_effective};
+pub use error::{ConfigError, Origin};
+pub use load::{ConfigSource, load, load_from, render_effective};
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -45,6 +48,9 @@ pub struct Config {
     pub container_network: String,
     pub server_threads: usize,
     pub cors_allow_origin: String,
+    /// usign secret key to sign images with (its certificate next to it as
+    /// `<path>.ucert`); `None`: images stay unsigned.
+    pub build_key_path: Option<PathBuf>,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -84,6 +90,7 @@ impl Default for Config {
             container_network: "asu-build".into(),
             server_threads: std::cmp::max(4, 2 * cores),
             cors_allow_origin: "*".into(),
+            build_key_path: None,
             branches: default_branches(),
         }
     }
