@@ -1,8 +1,9 @@
 //! Which repository URLs clients may add to a build: the operator's
-//! `repository_allow_list`. One policy, applied twice: `validate` refuses a
-//! request naming any other URL (400), and the builder filters again before
-//! it writes repository files, so a row queued under an older configuration
-//! cannot smuggle one in.
+//! `repository_allow_list`, a little stricter than the reference's
+//! (docs/compatibility.md). One policy, applied twice, as the reference
+//! does: `validate` refuses a request naming any other URL (400), and the
+//! builder filters again before it writes repository files (defence in
+//! depth, e.g. for a job queued under an older configuration).
 
 /// Whether `url` is allowed by `allow_list`: same scheme (http or https),
 /// same host and port, no user info, and its path lies below an allowed

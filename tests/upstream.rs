@@ -594,7 +594,8 @@ fn overview_shape() {
         branches["1.2"]["targets"],
         json!({"testtarget/testsubtarget": "testarch"})
     );
-    // Decision 6: a disabled branch is listed, empty, and breaks nothing.
+    // A disabled branch is listed, empty, and breaks nothing
+    // (docs/compatibility.md, "Branches that are disabled or empty").
     assert_eq!(branches["21.02"]["enabled"], false);
     assert_eq!(branches["21.02"]["versions"], json!([]));
     assert_eq!(branches["21.02"]["targets"], json!({}));

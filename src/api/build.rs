@@ -1,6 +1,8 @@
 //! The build endpoints: POST /api/v1/build, GET|HEAD /api/v1/build/{hash},
-//! GET /api/v1/stats. Response shapes follow the reference exactly
-//! (api-contract.md §(d)): clients switch on key presence.
+//! GET /api/v1/stats. Response shapes follow the reference's
+//! `return_job_v1` exactly, key order and absent keys included: clients
+//! switch on key presence (LuCI tells queued from started by
+//! `queue_position`). Deliberate differences: docs/compatibility.md.
 
 use super::AppState;
 use super::request::Request;
@@ -39,7 +41,8 @@ fn with_status_headers(r: Response, phase: Phase, position: i64) -> Response {
 }
 
 /// `client` for statistics: the body's, else an `auc` User-Agent, else
-/// `unknown/0` (never an error without a User-Agent, decision 3).
+/// `unknown/0`, also without any User-Agent (docs/compatibility.md,
+/// "Missing User-Agent").
 pub fn resolve_client(req: &BuildRequest, user_agent: Option<&str>) -> String {
     if let Some(c) = req.client.as_deref().filter(|c| !c.is_empty()) {
         return c.to_string();

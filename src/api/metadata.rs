@@ -2,9 +2,10 @@
 //! package-index proxies, per-profile documents) and
 //! `/api/v1/revision/{version}/{target}/{subtarget}`.
 //!
-//! Shapes follow the reference (asu/main.py, asu/routers/api.py) with the
-//! contract's decisions: disabled or empty branches never break overview or
-//! branches (6), and per-profile documents resolve board names (7).
+//! Shapes follow the reference (asu/main.py, asu/routers/api.py), except
+//! where docs/compatibility.md says otherwise: disabled or empty branches
+//! never break overview or branches, per-profile documents resolve board
+//! names, versions sort numerically.
 
 use crate::api::response::Response;
 use crate::config::{self, Branch, Config};
@@ -276,8 +277,9 @@ pub fn arch_index_json(_config: &Config, upstream: &Upstream, dir: &str, arch: &
 
 /// `/json/v1/{version_path}/targets/{target}/{profile}.json`: profiles.json
 /// metadata merged with one profile, plus `id` and `build_at`. Board names
-/// (`,` or `_`) resolve through `supported_devices`; unknown profiles give
-/// `{}` with 200, like the reference.
+/// (`,` or `_`) resolve through `supported_devices` (the reference answers
+/// `{}` for them; docs/compatibility.md); unknown profiles give `{}` with
+/// 200, like the reference.
 pub fn profile_json(
     _config: &Config,
     upstream: &Upstream,

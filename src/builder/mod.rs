@@ -1,4 +1,4 @@
-//! The build pipeline (design.md §5) and its pure parsers.
+//! The build pipeline (the reference's `build.py`) and its pure parsers.
 //!
 //! `run_build` drives one job through a `ContainerRuntime`; everything it
 //! parses (make info, manifests, package errors, package changes, image tags)

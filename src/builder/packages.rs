@@ -49,7 +49,8 @@ pub fn diff_packages(requested: &[String], defaults: &BTreeSet<String>) -> Vec<S
 
 /// `name - version` (opkg) or `name version` (apk), one per line. The opkg
 /// separator is chosen when it appears anywhere, as the reference does.
-/// Lines without a separator are skipped (the reference would crash).
+/// Lines without a separator are skipped (the reference would crash;
+/// docs/compatibility.md).
 pub fn parse_manifest(stdout: &str) -> Map<String, Value> {
     let sep = if stdout.contains(" - ") { " - " } else { " " };
     stdout

@@ -1,5 +1,7 @@
-//! `run_build`: the reference server's build.py, step by step, through the
-//! `ContainerRuntime` trait (design.md §5).
+//! `run_build`: the reference server's `build.py`, step by step, through
+//! the `ContainerRuntime` trait. The steps with I/O live here (Podman calls,
+//! the package-changes service, the build key, publishing to the store);
+//! what they compute is in the pure modules next to it.
 
 use super::changes::{self, Context};
 use super::commands::{WORKDIR, container_spec, image_cmd, manifest_cmd};

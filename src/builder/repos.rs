@@ -160,10 +160,6 @@ pub fn cache_rewrite_cmd(cache_url: &str, repo_file: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn allow(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
     fn merge_opkg_like_the_reference() {
         let base = "src/gz base https://example.com/base\noption check_signature\n";
@@ -181,7 +177,7 @@ mod tests {
                 ("foo", "https://example.com/foo"),
                 ("bar", "https://example.com/bar"),
             ],
-            &allow(&["https://example.com"]),
+            &["https://example.com".to_string()],
         );
         assert_eq!(
             merge_repositories("", &two, false),
@@ -215,7 +211,7 @@ mod tests {
                 ("evil", "https://evil.com/a"),
                 ("bad name", "https://example.com/b"),
             ],
-            &allow(&["https://example.com"]),
+            &["https://example.com".to_string()],
         );
         assert_eq!(
             got,

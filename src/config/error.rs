@@ -71,7 +71,7 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Texts coming from elsewhere (io and YAML errors) may span lines;
-        // the contract is one line per error.
+        // every error is one line.
         let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
         match self {
             ConfigError::Missing { path } => {

@@ -10,31 +10,30 @@ use crate::models::{BuildRequest, JobStatus, Phase};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, named_params, params};
 
-impl ToSql for JobStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
+/// `ToSql`/`FromSql` for an enum stored as its text (`as_str`/`parse`).
+macro_rules! stored_as_text {
+    ($t:ty, $what:literal) => {
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                from_text(value, <$t>::parse, $what)
+            }
+        }
+    };
 }
 
-impl FromSql for JobStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        JobStatus::parse(text)
-            .ok_or_else(|| FromSqlError::Other(format!("job status {text:?}").into()))
-    }
-}
+stored_as_text!(JobStatus, "job status");
+stored_as_text!(Phase, "phase");
 
-impl ToSql for Phase {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for Phase {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        Phase::parse(text).ok_or_else(|| FromSqlError::Other(format!("phase {text:?}").into()))
-    }
+/// A text column read back through `parse`; unknown text is an error.
+fn from_text<T>(value: ValueRef<'_>, parse: fn(&str) -> Option<T>, what: &str) -> FromSqlResult<T> {
+    let text = value.as_str()?;
+    parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {what} {text:?}").into()))
 }
 
 #[derive(Debug, Clone, PartialEq)]

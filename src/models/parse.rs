@@ -1,6 +1,7 @@
 //! Build request body → `BuildRequest`, with the reference model's types,
-//! patterns and bounds. Violations become a readable 422 (contract decision
-//! 2); unknown keys are ignored like pydantic does.
+//! patterns and bounds. Violations become a readable 422
+//! (docs/compatibility.md, "422 bodies"); unknown keys are ignored like
+//! pydantic does.
 
 use super::BuildRequest;
 use regex::Regex;
@@ -14,7 +15,8 @@ pub struct Limits {
     pub max_custom_rootfs_size_mb: u64,
 }
 
-/// Filesystems the ImageBuilder knows; anything else is ignored (decision 8).
+/// Filesystems the ImageBuilder knows; anything else is ignored
+/// (docs/compatibility.md, "Lenient fields").
 pub const FILESYSTEMS: &[&str] = &[
     "squashfs",
     "ext4",
@@ -315,7 +317,8 @@ impl Collector<'_> {
         let l = loc(&["rootfs_size_mb"]);
         let n: i128 = match self.obj.get("rootfs_size_mb") {
             None | Some(Value::Null) => return None,
-            // LuCI sends the UCI option as a string, "" when unset (decision 8).
+            // LuCI sends the UCI option as a string, "" when unset
+            // (docs/compatibility.md, "Lenient fields").
             Some(Value::String(s)) if s.trim().is_empty() => return None,
             Some(Value::String(s)) => match s.trim().parse::<i128>() {
                 Ok(n) => n,
@@ -582,7 +585,7 @@ mod tests {
     }
 
     #[test]
-    fn lenient_fields_of_decision_8() {
+    fn lenient_fields_rootfs_size_and_filesystem() {
         let r = parse(r#"{"version":"1","target":"a/b","profile":"p","rootfs_size_mb":"","filesystem":"tmpfs"}"#)
             .unwrap();
         assert_eq!(r.rootfs_size_mb, None);
