@@ -2,6 +2,7 @@
 //! job statuses and progress phases.
 
 mod parse;
+mod patterns;
 
 pub use parse::{FILESYSTEMS, FieldError, Limits, Unprocessable, parse_build_request};
 
