@@ -55,77 +55,87 @@ pub fn resolve_client(req: &BuildRequest, user_agent: Option<&str>) -> String {
 
 /// Render a job row the way the reference's `return_job_v1` does.
 fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError> {
-    let request: Value = serde_json::from_str(&job.request_json).unwrap_or(Value::Null);
-    match job.status {
+    Ok(match job.status {
         JobStatus::Pending => {
             let position = jobs::queue_position(conn, job.id)?;
-            let body = json!({
-                "status": 202,
-                "detail": "queued",
-                "queue_position": position,
-                "enqueued_at": job.enqueued_at,
-                "request_hash": job.request_hash,
-            });
-            Ok(with_status_headers(
-                Response::json(202, &body),
+            with_status_headers(
+                Response::json(202, &queued_body(job, position)),
                 Phase::Queued,
                 position,
-            ))
+            )
         }
-        JobStatus::Running => {
-            // No `queue_position` here: LuCI tells queued from started by it.
-            let mut body = Map::new();
-            body.insert("detail".into(), "started".into());
-            body.insert(
-                "imagebuilder_status".into(),
-                job.imagebuilder_status.as_str().into(),
-            );
-            body.insert("request".into(), request);
-            body.insert("status".into(), 202.into());
-            body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
-            body.insert("request_hash".into(), job.request_hash.clone().into());
-            Ok(with_status_headers(
-                Response::json(202, &Value::Object(body)),
-                job.imagebuilder_status,
-                0,
-            ))
-        }
+        JobStatus::Running => with_status_headers(
+            Response::json(202, &started_body(job)),
+            job.imagebuilder_status,
+            0,
+        ),
         // Only failed jobs are visible among the finished ones.
         JobStatus::Failed | JobStatus::Completed => {
-            let mut body = Map::new();
-            let detail = job
-                .detail
-                .clone()
-                .filter(|d| d != "init")
-                .unwrap_or_else(|| "failed".into());
-            body.insert("detail".into(), detail.into());
-            body.insert("imagebuilder_status".into(), Phase::Failed.as_str().into());
-            body.insert("request".into(), request);
-            body.insert(
-                "stdout".into(),
-                job.stdout.clone().unwrap_or_default().into(),
-            );
-            body.insert(
-                "stderr".into(),
-                job.stderr.clone().unwrap_or_default().into(),
-            );
-            if let Some(cmd) = job
-                .build_cmd
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<Value>(c).ok())
-            {
-                body.insert("build_cmd".into(), cmd);
-            }
-            body.insert("status".into(), 500.into());
-            body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
-            body.insert("request_hash".into(), job.request_hash.clone().into());
-            Ok(with_status_headers(
-                Response::json(500, &Value::Object(body)),
-                Phase::Failed,
-                0,
-            ))
+            with_status_headers(Response::json(500, &failed_body(job)), Phase::Failed, 0)
         }
+    })
+}
+
+fn queued_body(job: &jobs::JobRow, position: i64) -> Value {
+    json!({
+        "status": 202,
+        "detail": "queued",
+        "queue_position": position,
+        "enqueued_at": job.enqueued_at,
+        "request_hash": job.request_hash,
+    })
+}
+
+/// No `queue_position` here: LuCI tells queued from started by it.
+fn started_body(job: &jobs::JobRow) -> Value {
+    let mut body = Map::new();
+    body.insert("detail".into(), "started".into());
+    body.insert(
+        "imagebuilder_status".into(),
+        job.imagebuilder_status.as_str().into(),
+    );
+    body.insert("request".into(), request_echo(job));
+    body.insert("status".into(), 202.into());
+    body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
+    body.insert("request_hash".into(), job.request_hash.clone().into());
+    Value::Object(body)
+}
+
+fn failed_body(job: &jobs::JobRow) -> Value {
+    let mut body = Map::new();
+    let detail = job
+        .detail
+        .clone()
+        .filter(|d| d != "init")
+        .unwrap_or_else(|| "failed".into());
+    body.insert("detail".into(), detail.into());
+    body.insert("imagebuilder_status".into(), Phase::Failed.as_str().into());
+    body.insert("request".into(), request_echo(job));
+    body.insert(
+        "stdout".into(),
+        job.stdout.clone().unwrap_or_default().into(),
+    );
+    body.insert(
+        "stderr".into(),
+        job.stderr.clone().unwrap_or_default().into(),
+    );
+    if let Some(cmd) = job
+        .build_cmd
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+    {
+        body.insert("build_cmd".into(), cmd);
     }
+    body.insert("status".into(), 500.into());
+    body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
+    body.insert("request_hash".into(), job.request_hash.clone().into());
+    Value::Object(body)
+}
+
+/// The stored request as the bodies echo it (docs/compatibility.md, "The
+/// `request` echo"): its stored JSON as it is, not re-encoded.
+fn request_echo(job: &jobs::JobRow) -> Value {
+    serde_json::from_str(&job.request_json).unwrap_or(Value::Null)
 }
 
 fn render_result(result_json: String) -> Response {
@@ -199,6 +209,19 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         Err(e) => return db_unavailable(e),
     }
 
+    enqueue(state, conn, &hash, &build, &client)
+}
+
+/// A request nothing is known about: validate it (400), then queue it
+/// (529 when the queue is full) and answer like a poll would.
+fn enqueue(
+    state: &AppState,
+    conn: &mut Connection,
+    hash: &str,
+    build: &BuildRequest,
+    client: &str,
+) -> Response {
+    let config = &state.config;
     let mut validated = build.clone();
     if let Err(e) = check_request(config, &state.upstream, &mut validated) {
         log::info!("validation failure for {hash}: {}", e.detail());
@@ -207,20 +230,16 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     let bin_dir = request_hash(&validated);
     let enqueued_at = queue::iso_now();
     let new_job = jobs::NewJob {
-        request_hash: &hash,
+        request_hash: hash,
         request: &validated,
         bin_dir: &bin_dir,
-        client: &client,
+        client,
         enqueued_at: &enqueued_at,
         max_pending: config.max_pending_jobs,
         max_attempts: queue::MAX_ATTEMPTS,
     };
-    let outcome = match jobs::enqueue(conn, &new_job) {
-        Ok(o) => o,
-        Err(e) => return db_unavailable(e),
-    };
-    let job = match outcome {
-        jobs::EnqueueOutcome::Created(job) => {
+    let job = match jobs::enqueue(conn, &new_job) {
+        Ok(jobs::EnqueueOutcome::Created(job)) => {
             log::info!(
                 "queued {hash} ({} {} {})",
                 validated.version,
@@ -230,16 +249,10 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
             state.queue.wake();
             job
         }
-        jobs::EnqueueOutcome::Existing(job) => job,
+        Ok(jobs::EnqueueOutcome::Existing(job)) => job,
         // Finished while we validated: answer with the result.
-        jobs::EnqueueOutcome::AlreadyBuilt => {
-            return match lookup(conn, &hash) {
-                Ok(Some(r)) => r,
-                Ok(None) => hash_not_found(),
-                Err(e) => db_unavailable(e),
-            };
-        }
-        jobs::EnqueueOutcome::Overloaded(n) => {
+        Ok(jobs::EnqueueOutcome::AlreadyBuilt) => return get_build(state, conn, hash),
+        Ok(jobs::EnqueueOutcome::Overloaded(n)) => {
             log::warn!("refusing {hash}: {n} jobs pending");
             return Response::error_titled(
                 529,
@@ -247,6 +260,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
                 &format!("server overload, queue contains too many build requests: {n}"),
             );
         }
+        Err(e) => return db_unavailable(e),
     };
     render_job(conn, &job).unwrap_or_else(db_unavailable)
 }
