@@ -75,6 +75,12 @@ pub fn start_with_faults(
         ),
         Err(e) => log::warn!("{e}; builds will wait and retry until it answers"),
     }
+    // Said once here; each build reads the key again (it may be replaced).
+    if let Some(path) = &config.build_key_path
+        && crate::builder::sign::find_build_key(Some(path)).is_some()
+    {
+        log::info!("images are signed with the build key {}", path.display());
+    }
     // Anything still marked running under our worker id died with a
     // previous process: requeue it and remove its containers.
     let own_prefix = format!("{}/", config.worker_id);

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md for the map of modules and threads.
 
 pub mod allocator;
+pub mod allow_list;
 pub mod api;
 pub mod app;
 pub mod builder;
@@ -13,5 +14,6 @@ pub mod faults;
 pub mod hash;
 pub mod models;
 pub mod queue;
+pub mod store;
 pub mod upstream;
 pub mod validate;

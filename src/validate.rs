@@ -4,10 +4,9 @@
 //! normalised: `packages` is taken from `packages_versions` when given, `+`
 //! prefixes dropped, and `profile` is the canonical profile id.
 
-use crate::api::response::Response;
-use crate::builder::repos::url_allowed;
-use crate::config::Config;
-use crate::models::BuildRequest;
+use crate::allow_list::url_allowed;
+use crate::config::{self, Config};
+use crate::models::{BuildRequest, sanitize_profile};
 use crate::upstream::{Freshness, Upstream, UpstreamError, versions};
 use serde_json::Value;
 use std::fmt;
@@ -22,6 +21,8 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// The HTTP status the API answers with; the body is the reference's
+    /// `{"detail", "status"}`.
     pub fn status(&self) -> u16 {
         match self {
             ValidationError::Invalid(_) => 400,
@@ -34,11 +35,6 @@ impl ValidationError {
             ValidationError::Invalid(d) => d.clone(),
             ValidationError::Upstream(e) => e.to_string(),
         }
-    }
-
-    /// `{"detail": …, "status": …}` as the reference answers a 400.
-    pub fn to_response(&self) -> Response {
-        Response::error(self.status(), &self.detail())
     }
 }
 
@@ -64,9 +60,9 @@ fn invalid(detail: String) -> Result<(), ValidationError> {
 /// The only distribution the ImageBuilders serve.
 const DISTROS: &[&str] = &["openwrt"];
 
-/// The brief's signature: `Err` is a 400 `detail`. Upstream outages also
-/// come back as text here; prefer [`check_request`], which keeps them apart
-/// so they can be answered with 502/504.
+/// The reference's `validate_request` shape: `Err` is the 400 `detail`.
+/// Upstream outages also come back as text here; prefer [`check_request`],
+/// which keeps them apart so they can be answered with 502/504.
 pub fn validate_request(
     config: &Config,
     upstream: &Upstream,
@@ -75,7 +71,8 @@ pub fn validate_request(
     check_request(config, upstream, req).map_err(|e| e.detail())
 }
 
-/// Validate and normalise `req`; see the module comment.
+/// Validate and normalise `req`; see the module comment. The checks run in
+/// the reference's order, so a request with several faults gets its text.
 pub fn check_request(
     config: &Config,
     upstream: &Upstream,
@@ -84,7 +81,23 @@ pub fn check_request(
     if req.defaults.as_deref().is_some_and(|d| !d.is_empty()) && !config.allow_defaults {
         return invalid("Handling `defaults` not enabled on server".into());
     }
+    check_repositories(config, req)?;
+    if !DISTROS.contains(&req.distro.as_str()) {
+        return invalid(format!("Unsupported distro: {}", req.distro));
+    }
+    let Some(version_path) = config::version_path(&config.branches, &req.version) else {
+        return invalid(format!("Unsupported branch: {}", req.version));
+    };
+    if !version_supported(upstream, &req.version)? {
+        return invalid(format!("Unsupported version: {}", req.version));
+    }
+    normalise_packages(req);
+    check_target(upstream, &version_path, req)?;
+    resolve_profile(upstream, &version_path, req)
+}
 
+/// Every repository URL must be on the operator's allow list.
+fn check_repositories(config: &Config, req: &BuildRequest) -> Result<(), ValidationError> {
     for value in req.repositories.values() {
         let allowed = value
             .as_str()
@@ -97,21 +110,12 @@ pub fn check_request(
             return invalid(format!("Repository not allowed: {shown}"));
         }
     }
+    Ok(())
+}
 
-    if !DISTROS.contains(&req.distro.as_str()) {
-        return invalid(format!("Unsupported distro: {}", req.distro));
-    }
-
-    let branches = &config.branches;
-    if !branches.contains_key(&versions::branch_name(branches, &req.version)) {
-        return invalid(format!("Unsupported branch: {}", req.version));
-    }
-
-    if !version_supported(upstream, &req.version)? {
-        return invalid(format!("Unsupported version: {}", req.version));
-    }
-
-    // The package list the build uses: packages_versions keys win.
+/// The package list the build uses: `packages_versions` keys win over
+/// `packages`; `+` prefixes go.
+fn normalise_packages(req: &mut BuildRequest) {
     let names: Vec<String> = if req.packages_versions.is_empty() {
         std::mem::take(&mut req.packages)
     } else {
@@ -121,31 +125,43 @@ pub fn check_request(
         .into_iter()
         .map(|p| p.strip_prefix('+').map(str::to_owned).unwrap_or(p))
         .collect();
+}
 
-    let Some(version_path) = versions::version_path(branches, &req.version) else {
-        // Unreachable: the branch exists (checked above).
-        return invalid(format!("Unsupported branch: {}", req.version));
-    };
-
+/// The target must be in the version's `.targets.json` (re-read once when
+/// missing).
+fn check_target(
+    upstream: &Upstream,
+    version_path: &str,
+    req: &BuildRequest,
+) -> Result<(), ValidationError> {
     let has_target = |f| -> Result<bool, UpstreamError> {
         Ok(upstream
-            .targets_with(&version_path, f)?
+            .targets_with(version_path, f)?
             .contains_key(&req.target))
     };
-    if !has_target(Freshness::Cached)? && !has_target(Freshness::Recheck)? {
-        return invalid(format!(
-            "Unsupported target: {}. The requested target was either dropped, is still \
-             being built or is not supported by the selected version. Please check the \
-             forums or try again later.",
-            req.target
-        ));
+    if has_target(Freshness::Cached)? || has_target(Freshness::Recheck)? {
+        return Ok(());
     }
+    invalid(format!(
+        "Unsupported target: {}. The requested target was either dropped, is still \
+         being built or is not supported by the selected version. Please check the \
+         forums or try again later.",
+        req.target
+    ))
+}
 
+/// Replace `profile` by the canonical profile id (an alias or a board name
+/// resolved; `profiles.json` re-read once when missing).
+fn resolve_profile(
+    upstream: &Upstream,
+    version_path: &str,
+    req: &mut BuildRequest,
+) -> Result<(), ValidationError> {
     // Clients may still send board names with commas (old LuCI).
-    req.profile = req.profile.replace(',', "_");
+    req.profile = sanitize_profile(&req.profile);
     let resolve = |f| -> Result<Option<String>, UpstreamError> {
         Ok(upstream
-            .profiles_with(&version_path, &req.target, f)?
+            .profiles_with(version_path, &req.target, f)?
             .and_then(|idx| idx.resolve(&req.profile).map(str::to_owned)))
     };
     let canonical = match resolve(Freshness::Cached)? {

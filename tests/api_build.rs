@@ -247,11 +247,18 @@ fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
     let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
     let db = env.dir.path().join("data/builder.db");
     testapp::wait_attempted(&db, &hash, Duration::from_secs(10));
-    // Waiting for the retry: the client still sees a queued job, not an error.
-    std::thread::sleep(Duration::from_millis(300));
-    let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
-    assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(r.json()["detail"], "queued");
+    // The failed attempt goes back to the queue to wait out its backoff; all
+    // along, the client sees a job in progress, never an error.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
+        assert_eq!(r.status, 202, "{}", r.text());
+        if r.json()["detail"] == "queued" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never requeued: {}", r.text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     env.runtime.set_unreachable(false);
     let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
     assert_eq!(done.status, 200, "{}", done.text());

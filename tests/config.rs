@@ -370,6 +370,34 @@ fn other_impossible_values_are_rejected() {
 }
 
 #[test]
+fn build_key_path_is_unset_by_default_and_set_like_any_path() {
+    assert_eq!(Config::default().build_key_path, None);
+    let (c, _) = load_yaml("build_key_path: /etc/asu-builder/key-build\n", &[]);
+    assert_eq!(
+        c.unwrap().build_key_path.as_deref(),
+        Some(Path::new("/etc/asu-builder/key-build"))
+    );
+    // Unset again: null or empty, in the file or the environment.
+    for yaml in [
+        "build_key_path: null\n",
+        "build_key_path: \"\"\n",
+        "build_key_path:\n",
+    ] {
+        assert_eq!(
+            load_yaml(yaml, &[]).0.unwrap().build_key_path,
+            None,
+            "{yaml}"
+        );
+    }
+    let (c, _) = load_yaml("build_key_path: /a/key\n", &[("ASU_BUILD_KEY_PATH", "")]);
+    assert_eq!(c.unwrap().build_key_path, None);
+    let c = load_from(None, &env(&[("ASU_BUILD_KEY_PATH", "./key-build")])).unwrap();
+    assert_eq!(c.build_key_path.as_deref(), Some(Path::new("./key-build")));
+    let (e, _) = err_of("build_key_path: 12\n", &[]);
+    assert!(e.contains("build_key_path"), "{e}");
+}
+
+#[test]
 fn branches_from_env_are_refused_with_reason() {
     let e = env_err(&[("ASU_BRANCHES", "{}")]);
     assert!(e.contains("branches"), "{e}");
@@ -517,6 +545,7 @@ public_path: /srv/pub
 repository_allow_list: ["https://a.example/", "http://b.example"]
 log_level: TRACE
 cors_allow_origin: "https://luci.example"
+build_key_path: /srv/keys/key-build
 branches:
   24.10: {enabled: false}
   "26.01": {path: "releases/{version}", branch_off_rev: 30000}
@@ -535,6 +564,7 @@ branches:
     assert_eq!(back.repository_allow_list, c.repository_allow_list);
     assert_eq!(back.branches, c.branches);
     assert_eq!(back.server_threads, c.server_threads);
+    assert_eq!(back.build_key_path, c.build_key_path);
 }
 
 #[test]

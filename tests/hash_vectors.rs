@@ -2,7 +2,7 @@
 //! existing stores and clients keep working.
 
 use asu_builder::hash::request_hash;
-use asu_builder::models::{Limits, parse_build_request};
+use asu_builder::models::{Limits, parse_build_request, sanitize_profile};
 use serde_json::Value;
 
 const LIMITS: Limits = Limits {
@@ -12,7 +12,7 @@ const LIMITS: Limits = Limits {
 
 fn hash_of(body: &str) -> String {
     let mut req = parse_build_request(body.as_bytes(), LIMITS).expect("vector parses");
-    req.profile = req.profile.replace(',', "_");
+    req.profile = sanitize_profile(&req.profile);
     request_hash(&req)
 }
 

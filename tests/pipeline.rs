@@ -274,7 +274,7 @@ fn snapshot_runs_setup_sh_with_its_environment() {
 
 fn assert_user_failure(r: &Run, rt: &FakeRuntime, detail: &str) {
     let f = failure(r);
-    assert_eq!(f.kind, FailureKind::User, "{f:?}");
+    assert_eq!(f.kind, FailureKind::Permanent, "{f:?}");
     assert_eq!(f.detail, detail);
     assert_cleaned_up(rt);
 }
@@ -394,7 +394,7 @@ fn unreachable_runtime_is_an_infrastructure_failure() {
     rt.set_unreachable(true);
     let r = run(&rt, request());
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Infrastructure);
+    assert_eq!(f.kind, FailureKind::Retryable);
     assert!(f.detail.starts_with("Error: "), "{}", f.detail);
     assert!(f.detail.contains("unreachable"), "{}", f.detail);
     assert!(rt.created().is_empty());
@@ -414,7 +414,7 @@ fn runtime_lost_mid_build_still_attempts_removal() {
     };
     let r = run_with(&rt, &config(), request(), progress);
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Infrastructure);
+    assert_eq!(f.kind, FailureKind::Retryable);
     assert!(f.detail.contains("make manifest"), "{}", f.detail);
     let created = rt.containers();
     assert_eq!(
@@ -431,7 +431,7 @@ fn killed_container_is_an_infrastructure_failure() {
     rt.kill_make_image.store(true, Ordering::SeqCst);
     let r = run(&rt, request());
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Infrastructure);
+    assert_eq!(f.kind, FailureKind::Retryable);
     assert!(f.detail.contains("killed"), "{}", f.detail);
     assert_cleaned_up(&rt);
 }
@@ -461,7 +461,7 @@ fn killing_a_slow_build_ends_it() {
     killer.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Infrastructure);
+    assert_eq!(f.kind, FailureKind::Retryable);
     assert!(f.detail.contains("killed"), "{}", f.detail);
     assert_cleaned_up(&rt);
 }

@@ -1,5 +1,4 @@
-//! Signing with a build key (`BUILD_KEY`). A separate test binary because
-//! it sets a process-wide environment variable.
+//! Signing with the build key named by `build_key_path`.
 
 mod common;
 
@@ -24,8 +23,10 @@ fn images_are_signed_and_checksums_match_the_stored_files() {
     let key = dir.path().join("key-build");
     std::fs::write(&key, "untrusted comment: secret\nRWRCSwAAAA\n").unwrap();
     std::fs::write(dir.path().join("key-build.ucert"), "cert").unwrap();
-    // SAFETY: the only test in this binary; no other thread reads the environment.
-    unsafe { std::env::set_var("BUILD_KEY", &key) };
+    let config = Config {
+        build_key_path: Some(key.clone()),
+        ..Config::default()
+    };
 
     let rt = FakeRuntime::new();
     let job = BuildJob {
@@ -42,7 +43,7 @@ fn images_are_signed_and_checksums_match_the_stored_files() {
         staging_dir: dir.path().join("staging"),
     };
     let phases = Phases(Mutex::new(Vec::new()));
-    let s = run_build(&Config::default(), &rt, "w", &job, &phases).expect("build");
+    let s = run_build(&config, &rt, "w", &job, &phases).expect("build");
 
     assert!(phases.0.lock().unwrap().contains(&Phase::SigningImages));
     let stored = std::fs::read(job.store_dir.join(fake_runtime::SYSUPGRADE_IMAGE)).unwrap();
@@ -85,4 +86,33 @@ fn images_are_signed_and_checksums_match_the_stored_files() {
     assert_eq!(sign.user.as_deref(), Some("root"));
     assert_eq!(&sign.cmd[4..], [fake_runtime::SYSUPGRADE_IMAGE]);
     assert!(rt.live_containers().is_empty());
+}
+
+#[test]
+fn without_build_key_path_nothing_is_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = FakeRuntime::new();
+    let job = BuildJob {
+        request_hash: "ab".repeat(32),
+        request: BuildRequest {
+            version: "1.2.3".into(),
+            target: "testtarget/testsubtarget".into(),
+            profile: "testprofile".into(),
+            ..BuildRequest::default()
+        },
+        bin_dir: "cd".repeat(32),
+        store_dir: dir.path().join("store"),
+        staging_dir: dir.path().join("staging"),
+    };
+    let phases = Phases(Mutex::new(Vec::new()));
+    let s = run_build(&Config::default(), &rt, "w", &job, &phases).expect("build");
+    assert!(!phases.0.lock().unwrap().contains(&Phase::SigningImages));
+    assert!(rt.uploaded("/builder/.asu-sign/key-build").is_none());
+    let stored = std::fs::read(job.store_dir.join(fake_runtime::SYSUPGRADE_IMAGE)).unwrap();
+    assert!(!stored.ends_with(fake_runtime::FAKE_SIGNATURE));
+    let sum: String = Sha256::digest(&stored)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(s.result["images"][0]["sha256"], sum.as_str());
 }

@@ -359,8 +359,11 @@ fn copy_out_refuses_a_symlink_leaving_the_directory() {
     }
 }
 
+/// A 256 MiB file arrives whole. How much memory streaming it costs is
+/// measured where it means something: the daemon's own RSS, in
+/// `podman_e2e.rs` (this process runs other tests in parallel).
 #[test]
-fn copy_out_streams_large_files_without_buffering() {
+fn copy_out_writes_large_files_whole() {
     let p = podman();
     let c = run(&p, &spec(&unique("big")));
     let (code, _, err) = sh(
@@ -370,13 +373,9 @@ fn copy_out_streams_large_files_without_buffering() {
     );
     assert_eq!(code, 0, "{err}");
     let dest = tempfile::tempdir().unwrap();
-    let before = vm_hwm_kib();
-    let started = Instant::now();
     let n = p
         .copy_out(&c.id, "/builder/out", dest.path())
         .expect("copy_out");
-    let took = started.elapsed();
-    let after = vm_hwm_kib();
     assert_eq!(n, 256 << 20);
     assert_eq!(
         std::fs::metadata(dest.path().join("big.bin"))
@@ -384,23 +383,6 @@ fn copy_out_streams_large_files_without_buffering() {
             .len(),
         256 << 20
     );
-    eprintln!(
-        "copy_out 256 MiB: {took:?}, peak RSS (VmHWM) before {before} KiB, after {after} KiB"
-    );
-    // Buffering the archive would need ≥ 256 MiB; streaming needs buffers.
-    assert!(
-        after < 128 * 1024,
-        "peak RSS {after} KiB: the copy is not streamed"
-    );
-}
-
-fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[test]
@@ -512,7 +494,7 @@ fn unreachable_sockets_give_typed_errors() {
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     let e = Podman::new(&stale).list_by_label("x").unwrap_err();
     assert!(matches!(e, ContainerError::Unreachable { .. }), "{e:?}");
-    assert!(e.is_transient());
+    assert!(e.is_retryable());
 }
 
 #[test]

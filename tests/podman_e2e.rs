@@ -14,7 +14,6 @@ use common::podman_service::{self, Service};
 use common::testapp::{self, TestApp};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -294,18 +293,25 @@ fn write_daemon_config(
     path
 }
 
+/// The daemon's log goes to `daemon.log` next to its config: a pipe nobody
+/// reads would fill up and block every thread that logs.
 fn spawn_daemon(config: &Path) -> Child {
+    let log = std::fs::File::create(daemon_log(config)).unwrap();
     Command::new(env!("CARGO_BIN_EXE_asu-builder"))
         .arg("--config")
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log)
         .spawn()
         .unwrap()
 }
 
-fn wait_up(child: &mut Child, base: &str) {
+fn daemon_log(config: &Path) -> std::path::PathBuf {
+    config.with_file_name("daemon.log")
+}
+
+fn wait_up(child: &mut Child, config: &Path, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let up = ureq::get(&format!("{base}/health")).call().is_ok();
@@ -313,9 +319,8 @@ fn wait_up(child: &mut Child, base: &str) {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("daemon exited with {status}: {err}");
+            let log = std::fs::read_to_string(daemon_log(config)).unwrap_or_default();
+            panic!("daemon exited with {status}: {log}");
         }
         assert!(Instant::now() < deadline, "daemon did not come up");
         std::thread::sleep(Duration::from_millis(50));
@@ -337,7 +342,7 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
     let podman = Podman::new(&service.socket);
 
     let mut daemon = spawn_daemon(&config);
-    wait_up(&mut daemon, &base);
+    wait_up(&mut daemon, &config, &base);
     let hash = http::request_hash(&http::post_build(
         &base,
         &body(json!({"packages": ["slow-5-pkg"]})),
@@ -363,7 +368,7 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
     );
 
     let mut daemon = spawn_daemon(&config);
-    wait_up(&mut daemon, &base);
+    wait_up(&mut daemon, &config, &base);
     let done = http::wait_final(&base, &hash, Duration::from_secs(120));
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(containers_of(&podman, &hash), 0, "orphaned container left");
@@ -374,6 +379,74 @@ fn kill_9_mid_build_then_restart_completes_and_leaves_no_container() {
         .unwrap();
     let status = daemon.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+/// Peak resident memory (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// The daemon streams a 256 MiB image from the container into the store:
+/// its own peak RSS (a process of its own, nothing else runs in it) must
+/// stay far below the image size. Buffering the archive would need more
+/// than 256 MiB.
+#[test]
+fn the_daemon_streams_a_big_image_without_holding_it_in_memory() {
+    let service = podman_service::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start_fixtures();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = write_daemon_config(dir.path(), port, &upstream, service, &unique_worker());
+    let base = format!("http://127.0.0.1:{port}");
+    let mut daemon = spawn_daemon(&config);
+    wait_up(&mut daemon, &config, &base);
+
+    let before = peak_rss_kib(daemon.id());
+    // A started daemon is a few MiB; a broken reading would make the
+    // comparison below meaningless.
+    assert!(
+        (1024..64 * 1024).contains(&before),
+        "peak RSS before: {before} KiB"
+    );
+    let hash = http::request_hash(&http::post_build(
+        &base,
+        &body(json!({"packages": ["big-image-pkg"]})),
+    ));
+    let done = http::wait_final(&base, &hash, Duration::from_secs(300));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let after = peak_rss_kib(daemon.id());
+    eprintln!("daemon peak RSS: {before} KiB before, {after} KiB after a 256 MiB image");
+
+    let result = done.json();
+    let image = sysupgrade(&result);
+    let stored = dir
+        .path()
+        .join("public/store")
+        .join(result["bin_dir"].as_str().unwrap())
+        .join(image["name"].as_str().unwrap());
+    let size = std::fs::metadata(&stored).unwrap().len();
+    assert!(size >= 256 << 20, "the big image was built: {size} bytes");
+    assert!(
+        after - before < 64 * 1024,
+        "peak RSS grew by {} KiB while streaming {size} bytes",
+        after - before
+    );
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(daemon.wait().unwrap().success());
 }
 
 #[test]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
 
 const VERSIONS: &str = ".versions.json";
@@ -229,7 +229,7 @@ fn failure_without_a_copy_is_a_clear_upstream_error() {
         ValidationError::Upstream(UpstreamError::Http { status: 503, .. })
     ));
     assert_eq!(err.status(), 502);
-    assert_eq!(err.to_response().status, 502);
+    assert_eq!(Response::from(&err).status, 502);
 }
 
 #[test]
@@ -241,27 +241,34 @@ fn slow_upstream_times_out_with_504() {
             ..UpstreamOptions::default()
         },
     );
-    env.fake.set_delay(Duration::from_secs(2));
-    let started = Instant::now();
+    // Upstream does not answer until the test says so: only the client's
+    // own deadline can end the call (a 200 would mean it waited).
+    env.fake.hold(VERSIONS);
     let (status, body) = env.json("/json/v1/latest.json");
     assert_eq!(status, 504, "{body}");
-    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert!(env.fake.is_holding(VERSIONS), "upstream never answered");
+    env.fake.release(VERSIONS);
 }
 
 #[test]
 fn a_slow_url_does_not_block_other_urls() {
+    const SLOW: &str = "snapshots/.targets.json";
     let env = Arc::new(Env::new());
-    env.fake
-        .set_path_delay("snapshots/.targets.json", Duration::from_secs(2));
+    env.fake.hold(SLOW);
     let slow = {
         let env = Arc::clone(&env);
         thread::spawn(move || env.up.targets("snapshots").map(|t| t.len()))
     };
-    thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
+    // The slow request is in flight before the others start.
+    assert!(
+        env.fake.wait_held(SLOW, 1, Duration::from_secs(30)),
+        "the slow request never reached upstream"
+    );
     env.up.versions().unwrap();
     env.up.targets("releases/1.2.3").unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1));
+    // Both were answered while the slow one was still waiting upstream.
+    assert!(env.fake.is_holding(SLOW));
+    env.fake.release(SLOW);
     assert_eq!(slow.join().unwrap().unwrap(), 1);
 }
 
@@ -587,7 +594,8 @@ fn overview_shape() {
         branches["1.2"]["targets"],
         json!({"testtarget/testsubtarget": "testarch"})
     );
-    // Decision 6: a disabled branch is listed, empty, and breaks nothing.
+    // A disabled branch is listed, empty, and breaks nothing
+    // (docs/compatibility.md, "Branches that are disabled or empty").
     assert_eq!(branches["21.02"]["enabled"], false);
     assert_eq!(branches["21.02"]["versions"], json!([]));
     assert_eq!(branches["21.02"]["targets"], json!({}));

@@ -1,17 +1,29 @@
 //! The build endpoints: POST /api/v1/build, GET|HEAD /api/v1/build/{hash},
-//! GET /api/v1/stats. Response shapes follow the reference exactly
-//! (api-contract.md §(d)): clients switch on key presence.
+//! GET /api/v1/stats. Response shapes follow the reference's
+//! `return_job_v1` exactly, key order and absent keys included: clients
+//! switch on key presence (LuCI tells queued from started by
+//! `queue_position`). Deliberate differences: docs/compatibility.md.
 
 use super::AppState;
 use super::request::Request;
 use super::response::Response;
 use crate::db::{self, DbError, jobs, stats};
 use crate::hash::request_hash;
-use crate::models::{BuildRequest, Limits, parse_build_request};
+use crate::models::{
+    BuildRequest, JobStatus, Limits, Phase, parse_build_request, sanitize_profile,
+};
 use crate::queue;
-use crate::validate::check_request;
+use crate::validate::{ValidationError, check_request};
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
+
+/// A refused request as the reference answers it: `{"detail", "status"}`
+/// (400; 502/504 when upstream metadata was unavailable).
+impl From<&ValidationError> for Response {
+    fn from(e: &ValidationError) -> Response {
+        Response::error(e.status(), &e.detail())
+    }
+}
 
 fn hash_not_found() -> Response {
     Response::error_titled(404, "Not Found", "could not find provided request hash")
@@ -23,13 +35,14 @@ fn db_unavailable(e: DbError) -> Response {
         .with_header("Retry-After", "2")
 }
 
-fn with_status_headers(r: Response, phase: &str, position: i64) -> Response {
-    r.with_header("X-Imagebuilder-Status", phase)
+fn with_status_headers(r: Response, phase: Phase, position: i64) -> Response {
+    r.with_header("X-Imagebuilder-Status", phase.as_str())
         .with_header("X-Queue-Position", &position.to_string())
 }
 
 /// `client` for statistics: the body's, else an `auc` User-Agent, else
-/// `unknown/0` (never an error without a User-Agent, decision 3).
+/// `unknown/0`, also without any User-Agent (docs/compatibility.md,
+/// "Missing User-Agent").
 pub fn resolve_client(req: &BuildRequest, user_agent: Option<&str>) -> String {
     if let Some(c) = req.client.as_deref().filter(|c| !c.is_empty()) {
         return c.to_string();
@@ -42,76 +55,87 @@ pub fn resolve_client(req: &BuildRequest, user_agent: Option<&str>) -> String {
 
 /// Render a job row the way the reference's `return_job_v1` does.
 fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError> {
-    let request: Value = serde_json::from_str(&job.request_json).unwrap_or(Value::Null);
-    match job.status.as_str() {
-        "pending" => {
+    Ok(match job.status {
+        JobStatus::Pending => {
             let position = jobs::queue_position(conn, job.id)?;
-            let body = json!({
-                "status": 202,
-                "detail": "queued",
-                "queue_position": position,
-                "enqueued_at": job.enqueued_at,
-                "request_hash": job.request_hash,
-            });
-            Ok(with_status_headers(
-                Response::json(202, &body),
-                "queued",
+            with_status_headers(
+                Response::json(202, &queued_body(job, position)),
+                Phase::Queued,
                 position,
-            ))
+            )
         }
-        "running" => {
-            // No `queue_position` here: LuCI tells queued from started by it.
-            let mut body = Map::new();
-            body.insert("detail".into(), "started".into());
-            body.insert(
-                "imagebuilder_status".into(),
-                job.imagebuilder_status.clone().into(),
-            );
-            body.insert("request".into(), request);
-            body.insert("status".into(), 202.into());
-            body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
-            body.insert("request_hash".into(), job.request_hash.clone().into());
-            Ok(with_status_headers(
-                Response::json(202, &Value::Object(body)),
-                &job.imagebuilder_status,
-                0,
-            ))
+        JobStatus::Running => with_status_headers(
+            Response::json(202, &started_body(job)),
+            job.imagebuilder_status,
+            0,
+        ),
+        // Only failed jobs are visible among the finished ones.
+        JobStatus::Failed | JobStatus::Completed => {
+            with_status_headers(Response::json(500, &failed_body(job)), Phase::Failed, 0)
         }
-        _ => {
-            let mut body = Map::new();
-            let detail = job
-                .detail
-                .clone()
-                .filter(|d| d != "init")
-                .unwrap_or_else(|| "failed".into());
-            body.insert("detail".into(), detail.into());
-            body.insert("imagebuilder_status".into(), "failed".into());
-            body.insert("request".into(), request);
-            body.insert(
-                "stdout".into(),
-                job.stdout.clone().unwrap_or_default().into(),
-            );
-            body.insert(
-                "stderr".into(),
-                job.stderr.clone().unwrap_or_default().into(),
-            );
-            if let Some(cmd) = job
-                .build_cmd
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<Value>(c).ok())
-            {
-                body.insert("build_cmd".into(), cmd);
-            }
-            body.insert("status".into(), 500.into());
-            body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
-            body.insert("request_hash".into(), job.request_hash.clone().into());
-            Ok(with_status_headers(
-                Response::json(500, &Value::Object(body)),
-                "failed",
-                0,
-            ))
-        }
+    })
+}
+
+fn queued_body(job: &jobs::JobRow, position: i64) -> Value {
+    json!({
+        "status": 202,
+        "detail": "queued",
+        "queue_position": position,
+        "enqueued_at": job.enqueued_at,
+        "request_hash": job.request_hash,
+    })
+}
+
+/// No `queue_position` here: LuCI tells queued from started by it.
+fn started_body(job: &jobs::JobRow) -> Value {
+    let mut body = Map::new();
+    body.insert("detail".into(), "started".into());
+    body.insert(
+        "imagebuilder_status".into(),
+        job.imagebuilder_status.as_str().into(),
+    );
+    body.insert("request".into(), request_echo(job));
+    body.insert("status".into(), 202.into());
+    body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
+    body.insert("request_hash".into(), job.request_hash.clone().into());
+    Value::Object(body)
+}
+
+fn failed_body(job: &jobs::JobRow) -> Value {
+    let mut body = Map::new();
+    let detail = job
+        .detail
+        .clone()
+        .filter(|d| d != "init")
+        .unwrap_or_else(|| "failed".into());
+    body.insert("detail".into(), detail.into());
+    body.insert("imagebuilder_status".into(), Phase::Failed.as_str().into());
+    body.insert("request".into(), request_echo(job));
+    body.insert(
+        "stdout".into(),
+        job.stdout.clone().unwrap_or_default().into(),
+    );
+    body.insert(
+        "stderr".into(),
+        job.stderr.clone().unwrap_or_default().into(),
+    );
+    if let Some(cmd) = job
+        .build_cmd
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+    {
+        body.insert("build_cmd".into(), cmd);
     }
+    body.insert("status".into(), 500.into());
+    body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
+    body.insert("request_hash".into(), job.request_hash.clone().into());
+    Value::Object(body)
+}
+
+/// The stored request as the bodies echo it (docs/compatibility.md, "The
+/// `request` echo"): its stored JSON as it is, not re-encoded.
+fn request_echo(job: &jobs::JobRow) -> Value {
+    serde_json::from_str(&job.request_json).unwrap_or(Value::Null)
 }
 
 fn render_result(result_json: String) -> Response {
@@ -120,7 +144,7 @@ fn render_result(result_json: String) -> Response {
         headers: vec![("Content-Type".into(), "application/json".into())],
         body: super::response::Body::Bytes(result_json.into_bytes()),
     };
-    with_status_headers(r, "done", 0)
+    with_status_headers(r, Phase::Done, 0)
 }
 
 /// The current state of a request hash, or `None` when nothing is known.
@@ -157,7 +181,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         Err(e) => return Response::json(422, &e.body()),
     };
     // Older LuCI sends the raw board name.
-    build.profile = build.profile.replace(',', "_");
+    build.profile = sanitize_profile(&build.profile);
     let hash = request_hash(&build);
     let client = resolve_client(&build, req.header("User-Agent"));
     let event = stats::StatEvent {
@@ -185,33 +209,37 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
         Err(e) => return db_unavailable(e),
     }
 
+    enqueue(state, conn, &hash, &build, &client)
+}
+
+/// A request nothing is known about: validate it (400), then queue it
+/// (529 when the queue is full) and answer like a poll would.
+fn enqueue(
+    state: &AppState,
+    conn: &mut Connection,
+    hash: &str,
+    build: &BuildRequest,
+    client: &str,
+) -> Response {
+    let config = &state.config;
     let mut validated = build.clone();
     if let Err(e) = check_request(config, &state.upstream, &mut validated) {
         log::info!("validation failure for {hash}: {}", e.detail());
-        return e.to_response();
+        return Response::from(&e);
     }
     let bin_dir = request_hash(&validated);
-    let request_json = serde_json::to_string(&validated).unwrap_or_default();
     let enqueued_at = queue::iso_now();
     let new_job = jobs::NewJob {
-        request_hash: &hash,
-        request_json: &request_json,
+        request_hash: hash,
+        request: &validated,
         bin_dir: &bin_dir,
-        version: &validated.version,
-        target: &validated.target,
-        profile: &validated.profile,
-        diff_packages: validated.diff_packages,
-        client: &client,
+        client,
         enqueued_at: &enqueued_at,
         max_pending: config.max_pending_jobs,
         max_attempts: queue::MAX_ATTEMPTS,
     };
-    let outcome = match jobs::enqueue(conn, &new_job) {
-        Ok(o) => o,
-        Err(e) => return db_unavailable(e),
-    };
-    let job = match outcome {
-        jobs::EnqueueOutcome::Created(job) => {
+    let job = match jobs::enqueue(conn, &new_job) {
+        Ok(jobs::EnqueueOutcome::Created(job)) => {
             log::info!(
                 "queued {hash} ({} {} {})",
                 validated.version,
@@ -221,16 +249,10 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
             state.queue.wake();
             job
         }
-        jobs::EnqueueOutcome::Existing(job) => job,
+        Ok(jobs::EnqueueOutcome::Existing(job)) => job,
         // Finished while we validated: answer with the result.
-        jobs::EnqueueOutcome::AlreadyBuilt => {
-            return match lookup(conn, &hash) {
-                Ok(Some(r)) => r,
-                Ok(None) => hash_not_found(),
-                Err(e) => db_unavailable(e),
-            };
-        }
-        jobs::EnqueueOutcome::Overloaded(n) => {
+        Ok(jobs::EnqueueOutcome::AlreadyBuilt) => return get_build(state, conn, hash),
+        Ok(jobs::EnqueueOutcome::Overloaded(n)) => {
             log::warn!("refusing {hash}: {n} jobs pending");
             return Response::error_titled(
                 529,
@@ -238,6 +260,7 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
                 &format!("server overload, queue contains too many build requests: {n}"),
             );
         }
+        Err(e) => return db_unavailable(e),
     };
     render_job(conn, &job).unwrap_or_else(db_unavailable)
 }

@@ -2,12 +2,13 @@
 //! package-index proxies, per-profile documents) and
 //! `/api/v1/revision/{version}/{target}/{subtarget}`.
 //!
-//! Shapes follow the reference (asu/main.py, asu/routers/api.py) with the
-//! contract's decisions: disabled or empty branches never break overview or
-//! branches (6), and per-profile documents resolve board names (7).
+//! Shapes follow the reference (asu/main.py, asu/routers/api.py), except
+//! where docs/compatibility.md says otherwise: disabled or empty branches
+//! never break overview or branches, per-profile documents resolve board
+//! names, versions sort numerically.
 
 use crate::api::response::Response;
-use crate::config::{Branch, Config};
+use crate::config::{self, Branch, Config};
 use crate::upstream::{Freshness, Upstream, UpstreamError, Versions, packages, versions};
 use serde_json::{Map, Value, json};
 
@@ -131,7 +132,7 @@ fn branch_objects(config: &Config, upstream: &Upstream, all: &Versions) -> Vec<(
             let mine: Vec<String> = all
                 .versions
                 .iter()
-                .filter(|v| versions::branch_name(&config.branches, v) == *name)
+                .filter(|v| config::branch_name(&config.branches, v) == *name)
                 .cloned()
                 .collect();
             let targets = mine
@@ -146,7 +147,7 @@ fn branch_objects(config: &Config, upstream: &Upstream, all: &Versions) -> Vec<(
 /// A branch's targets never fail the whole overview: without them the
 /// branch is listed with `{}` (clients skip it).
 fn branch_targets(config: &Config, upstream: &Upstream, version: &str) -> Map<String, Value> {
-    let Some(path) = versions::version_path(&config.branches, version) else {
+    let Some(path) = config::version_path(&config.branches, version) else {
         return Map::new();
     };
     match upstream.targets(&path) {
@@ -189,7 +190,7 @@ pub fn revision(
     target: &str,
     subtarget: &str,
 ) -> Response {
-    let Some(version_path) = versions::version_path(&config.branches, version) else {
+    let Some(version_path) = config::version_path(&config.branches, version) else {
         return Response::error(400, &format!("Unsupported version: {version}"));
     };
     let failed = |status: u16| {
@@ -276,8 +277,9 @@ pub fn arch_index_json(_config: &Config, upstream: &Upstream, dir: &str, arch: &
 
 /// `/json/v1/{version_path}/targets/{target}/{profile}.json`: profiles.json
 /// metadata merged with one profile, plus `id` and `build_at`. Board names
-/// (`,` or `_`) resolve through `supported_devices`; unknown profiles give
-/// `{}` with 200, like the reference.
+/// (`,` or `_`) resolve through `supported_devices` (the reference answers
+/// `{}` for them; docs/compatibility.md); unknown profiles give `{}` with
+/// 200, like the reference.
 pub fn profile_json(
     _config: &Config,
     upstream: &Upstream,

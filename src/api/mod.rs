@@ -120,6 +120,7 @@ impl<'p> Route<'p> {
             ["api", "v1", "revision", version, target, subtarget] => {
                 Route::Revision(version, target, subtarget)
             }
+            // `/api/overview` is ours (docs/compatibility.md).
             ["api", "v1", "overview"] | ["api", "overview"] | ["overview"] => {
                 Route::Redirect("/json/v1/overview.json")
             }

@@ -6,7 +6,9 @@
 //! streamed, never read into memory: images are tens of megabytes.
 
 use super::response::{Body, Response};
+use crate::store;
 use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::json;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -89,11 +91,7 @@ fn resolve(store_root: &Path, url_path: &str) -> Option<PathBuf> {
     }
     let root = store_root.canonicalize().ok()?;
     let full = root.join(&decoded).canonicalize().ok()?;
-    // `starts_with` compares whole components, so `/store-evil` is not
-    // inside `/store`; the root itself is a directory, not a download.
-    // Builds in progress live under the staging directory: never served.
-    let staging = root.join(crate::builder::publish::STAGING_DIR);
-    (full.starts_with(&root) && full != root && !full.starts_with(&staging)).then_some(full)
+    store::is_servable(&root, &full).then_some(full)
 }
 
 /// A relative path of plain names: no `..`, no absolute start, no
@@ -111,34 +109,23 @@ fn is_safe_relative(path: &str) -> bool {
 /// `%XX` → byte, once. Malformed escapes stay literal, as Starlette's
 /// `unquote` leaves them; `+` is not a space in paths.
 fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let (Some(hi), Some(lo)) = (
-                bytes.get(i + 1).and_then(|b| hex_value(*b)),
-                bytes.get(i + 2).and_then(|b| hex_value(*b)),
-            )
-        {
-            out.push(hi << 4 | lo);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
+    percent_encoding::percent_decode_str(s).collect()
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
+/// RFC 5987 `attr-char`: what `filename*` may carry unescaped.
+const ATTR_CHAR_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
 
 /// `attachment; filename="…"` for printable ASCII names (quotes and
 /// backslashes escaped). Other names get an ASCII fallback plus the RFC 6266
@@ -156,14 +143,7 @@ fn content_disposition(name: &str) -> String {
     if printable {
         return format!("attachment; filename=\"{quoted}\"");
     }
-    let mut encoded = String::new();
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            encoded.push(char::from(b));
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let encoded = utf8_percent_encode(name, ATTR_CHAR_ESCAPES);
     format!("attachment; filename=\"{quoted}\"; filename*=utf-8''{encoded}")
 }
 

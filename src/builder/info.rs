@@ -71,7 +71,7 @@ fn default_packages(stdout: &str) -> Option<Vec<String>> {
 
 /// The `Packages:` line of the block that starts with the line `{profile}:`.
 /// Unlike the reference's unanchored regex this never matches the tail of a
-/// longer profile name (`foo_testprofile:`).
+/// longer profile name (`foo_testprofile:`; docs/compatibility.md).
 fn profile_packages(stdout: &str, profile: &str) -> Option<Vec<String>> {
     let header = format!("{profile}:");
     let lines: Vec<&str> = stdout.lines().collect();

@@ -1,4 +1,4 @@
-//! The build pipeline (design.md §5) and its pure parsers.
+//! The build pipeline (the reference's `build.py`) and its pure parsers.
 //!
 //! `run_build` drives one job through a `ContainerRuntime`; everything it
 //! parses (make info, manifests, package errors, package changes, image tags)
@@ -14,18 +14,18 @@
 //! - `pipeline`: `run_build` itself
 
 pub mod changes;
+mod commands;
 pub mod info;
 pub mod packages;
 mod pipeline;
 
 pub use pipeline::run_build;
-pub mod publish;
 pub mod repos;
 pub mod result;
 pub mod sign;
 pub mod tag;
 
-pub use pipeline::{container_name, container_spec, image_cmd, manifest_cmd};
+pub use commands::{container_name, container_spec, image_cmd, manifest_cmd};
 
 use crate::models::{BuildRequest, Phase};
 use serde_json::{Map, Value};
@@ -42,7 +42,7 @@ pub struct BuildJob {
     pub bin_dir: String,
     /// `{store_path}/{bin_dir}`; the finished build is renamed here.
     pub store_dir: PathBuf,
-    /// Where images are streamed while the build runs (`publish::staging_dir`);
+    /// Where images are streamed while the build runs (`store::staging_dir`);
     /// emptied before and removed after each build.
     pub staging_dir: PathBuf,
 }
@@ -58,13 +58,17 @@ pub struct BuildSuccess {
     pub stderr: String,
 }
 
+/// What the queue should do with a failed build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// The request cannot be built (impossible packages, wrong revision, too
-    /// big, …): fail at once.
-    User,
-    /// Podman unreachable, pull failed for network reasons, …: retry.
-    Infrastructure,
+    /// Running it again cannot help: the request cannot be built
+    /// (impossible packages, wrong revision, too big, missing image, …) or
+    /// the pipeline itself broke (a panic). Fail at once.
+    Permanent,
+    /// The runtime's state got in the way (Podman unreachable, a deadline,
+    /// a killed container, …; see `ContainerError::is_retryable`): retry
+    /// with backoff.
+    Retryable,
 }
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,30 @@ use std::collections::BTreeSet;
 /// The reference's `get_packages_hash` (shared with the request hash).
 pub use crate::hash::packages_hash;
 
+/// The image's default packages in `make info` order: the target's
+/// defaults, then the profile's own that are not among them.
+pub fn image_defaults(target_defaults: &[String], profile_packages: &[String]) -> Vec<String> {
+    let mut all = target_defaults.to_vec();
+    all.extend(
+        profile_packages
+            .iter()
+            .filter(|p| !target_defaults.contains(p))
+            .cloned(),
+    );
+    all
+}
+
+/// `PACKAGES=` of the build: the requested packages as they are, or with
+/// `diff_packages` the diff against the image defaults.
+pub fn build_packages(requested: Vec<String>, defaults: &[String], diff: bool) -> Vec<String> {
+    if diff {
+        let defaults: BTreeSet<String> = defaults.iter().cloned().collect();
+        diff_packages(&requested, &defaults)
+    } else {
+        requested
+    }
+}
+
 /// Packages for `make … PACKAGES=`: every default not requested, as a sorted
 /// `-pkg` removal, then the requested packages in the client's order.
 pub fn diff_packages(requested: &[String], defaults: &BTreeSet<String>) -> Vec<String> {
@@ -25,7 +49,8 @@ pub fn diff_packages(requested: &[String], defaults: &BTreeSet<String>) -> Vec<S
 
 /// `name - version` (opkg) or `name version` (apk), one per line. The opkg
 /// separator is chosen when it appears anywhere, as the reference does.
-/// Lines without a separator are skipped (the reference would crash).
+/// Lines without a separator are skipped (the reference would crash;
+/// docs/compatibility.md).
 pub fn parse_manifest(stdout: &str) -> Map<String, Value> {
     let sep = if stdout.contains(" - ") { " - " } else { " " };
     stdout
@@ -70,20 +95,23 @@ pub fn exceeds_storage(stderr: &str) -> bool {
 /// packages from opkg or apk output, as
 /// `Impossible package selection: missing (a, b) conflicts (c)`.
 pub fn check_package_errors(stderr: &str) -> String {
+    use errscan::ErrorPattern::*;
     let mut missing: BTreeSet<String> = BTreeSet::new();
-    missing.extend(errscan::opkg_cannot_install(stderr));
-    missing.extend(errscan::apk_no_such_package(stderr));
+    missing.extend(OpkgCannotInstall.names(stderr));
+    missing.extend(ApkNoSuchPackage.names(stderr));
 
+    // apk reports conflicts in pairs; both sides count.
     let mut conflicts: BTreeSet<String> = BTreeSet::new();
-    for (a, b) in errscan::apk_conflict_groups(stderr) {
-        conflicts.insert(a);
-        conflicts.insert(b);
+    conflicts.extend(ApkConflictGroups.names(stderr));
+    for pattern in [
+        OpkgFileClash,
+        OpkgAlreadyProvided,
+        OpkgCheckConflicts,
+        ApkOverwriteOwnerFirst,
+        ApkOverwriteOwnedBy,
+    ] {
+        conflicts.extend(pattern.names(stderr));
     }
-    conflicts.extend(errscan::opkg_file_clash(stderr));
-    conflicts.extend(errscan::opkg_already_provided(stderr));
-    conflicts.extend(errscan::opkg_check_conflicts(stderr));
-    conflicts.extend(errscan::apk_overwrite_owner_first(stderr));
-    conflicts.extend(errscan::apk_overwrite_owned_by(stderr));
 
     // opkg reports a conflicting package as "cannot install" too.
     missing.retain(|m| !conflicts.contains(m));
@@ -102,204 +130,126 @@ pub fn check_package_errors(stderr: &str) -> String {
     text
 }
 
-/// Hand-written equivalents of the reference's regular expressions (the
-/// crate has no regex engine). Each function states the pattern it mirrors,
-/// including its backtracking quirks, since the texts must come out the same.
+/// The reference's package-error patterns, verbatim, with the flags it
+/// passes to Python's `re.findall`. Python's `re` and the `regex` crate
+/// agree on everything these patterns use (leftmost-first matches, the
+/// captures a backtracking engine would pick, `.` never crossing a newline,
+/// `$` before every `\n` in multi-line mode); the vectors in
+/// `tests/fixtures/patterns/package-errors.json` come from Python itself.
 mod errscan {
-    /// Length of the run of non-space characters at the start of `s`
-    /// (`[^ ]+`; note that newlines are part of the run).
-    fn nonspace_len(s: &str) -> usize {
-        s.find(' ').unwrap_or(s.len())
+    use regex::{Regex, RegexBuilder};
+    use std::sync::LazyLock;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum ErrorPattern {
+        /// opkg: a package that does not exist (or conflicts).
+        OpkgCannotInstall,
+        /// apk: a package that does not exist.
+        ApkNoSuchPackage,
+        /// apk: a conflicting pair, both captured.
+        ApkConflictGroups,
+        OpkgFileClash,
+        OpkgAlreadyProvided,
+        OpkgCheckConflicts,
+        ApkOverwriteOwnerFirst,
+        ApkOverwriteOwnedBy,
     }
 
-    /// `[^ ]+\.` after a literal: the longest non-space run that ends in a
-    /// dot, capture without the dot.
-    fn token_before_last_dot(s: &str) -> Option<(&str, usize)> {
-        let run = &s[..nonspace_len(s)];
-        let dot = run.rfind('.')?;
-        (dot > 0).then(|| (&run[..dot], dot + 1))
+    /// A pattern with Python's `MULTILINE` and `DOTALL` flags.
+    struct Source {
+        pattern: &'static str,
+        multi_line: bool,
+        dot_all: bool,
     }
 
-    /// All matches of `{literal}` followed by `capture(rest)`, scanned left to
-    /// right without overlap, like `re.findall`.
-    fn scan<'a>(
-        s: &'a str,
-        literal: &str,
-        capture: impl Fn(&'a str) -> Option<(&'a str, usize)>,
-    ) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while let Some(found) = s[pos..].find(literal) {
-            let start = pos + found + literal.len();
-            match capture(&s[start..]) {
-                Some((token, consumed)) => {
-                    out.push(token.to_owned());
-                    pos = start + consumed;
+    impl ErrorPattern {
+        pub const ALL: [ErrorPattern; 8] = [
+            ErrorPattern::OpkgCannotInstall,
+            ErrorPattern::ApkNoSuchPackage,
+            ErrorPattern::ApkConflictGroups,
+            ErrorPattern::OpkgFileClash,
+            ErrorPattern::OpkgAlreadyProvided,
+            ErrorPattern::OpkgCheckConflicts,
+            ErrorPattern::ApkOverwriteOwnerFirst,
+            ErrorPattern::ApkOverwriteOwnedBy,
+        ];
+
+        fn source(self) -> Source {
+            let (pattern, multi_line, dot_all) = match self {
+                ErrorPattern::OpkgCannotInstall => {
+                    (r"Cannot install package ([^ ]+)\.", false, false)
                 }
-                // Retry one character further, as a regex scan would.
-                None => pos += found + 1,
-            }
-        }
-        out
-    }
-
-    /// `Cannot install package ([^ ]+)\.`
-    pub fn opkg_cannot_install(s: &str) -> Vec<String> {
-        scan(s, "Cannot install package ", token_before_last_dot)
-    }
-
-    /// ` ([^ ]+) \(no such package\)`
-    pub fn apk_no_such_package(s: &str) -> Vec<String> {
-        const TAIL: &str = " (no such package)";
-        let mut out = Vec::new();
-        let mut floor = 0;
-        let mut pos = 0;
-        while let Some(found) = s[pos..].find(TAIL) {
-            let at = pos + found;
-            // The token runs back to the previous space, which must exist.
-            if let Some(space) = s[floor..at].rfind(' ') {
-                let token = &s[floor + space + 1..at];
-                if !token.is_empty() {
-                    out.push(token.to_owned());
-                    floor = at + TAIL.len();
+                ErrorPattern::ApkNoSuchPackage => (r" ([^ ]+) \(no such package\)", false, false),
+                // The reference writes `[^[]`; the regex crate wants the `[`
+                // escaped inside a class. Same set of characters.
+                ErrorPattern::ApkConflictGroups => {
+                    (r"\n +([^:\n]+):\n +conflicts: ([^\[]+)", false, true)
                 }
-            }
-            pos = at + TAIL.len();
-        }
-        out
-    }
-
-    /// `\n +([^:\n]+):\n +conflicts: ([^[]+)`
-    pub fn apk_conflict_groups(s: &str) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut pos = 0;
-        while let Some(found) = s[pos..].find('\n') {
-            let nl = pos + found;
-            match conflict_group_at(&s[nl..]) {
-                Some((a, b, consumed)) => {
-                    out.push((a.to_owned(), b.to_owned()));
-                    pos = nl + consumed;
+                ErrorPattern::OpkgFileClash => (
+                    r"check_data_file_clashes: Package ([^ ]+) wants to",
+                    false,
+                    false,
+                ),
+                ErrorPattern::OpkgAlreadyProvided => {
+                    (r"is already provided by package  \* ([^ ]+)$", true, false)
                 }
-                None => pos = nl + 1,
-            }
-        }
-        out
-    }
-
-    fn conflict_group_at(s: &str) -> Option<(&str, &str, usize)> {
-        let line1 = s.strip_prefix('\n')?;
-        let spaces = line1.len() - line1.trim_start_matches(' ').len();
-        if spaces == 0 {
-            return None;
-        }
-        let end1 = line1.find(['\n', ':']).unwrap_or(line1.len());
-        if !line1[end1..].starts_with(":\n") {
-            return None;
-        }
-        // ` +` is greedy; it gives one space back only when nothing else is left.
-        let name = if end1 > spaces {
-            &line1[spaces..end1]
-        } else if spaces >= 2 {
-            &line1[end1 - 1..end1]
-        } else {
-            return None;
-        };
-        let line2 = &line1[end1 + 2..];
-        let spaces2 = line2.len() - line2.trim_start_matches(' ').len();
-        if spaces2 == 0 {
-            return None;
-        }
-        let rest = line2[spaces2..].strip_prefix("conflicts: ")?;
-        let len = rest.find('[').unwrap_or(rest.len());
-        if len == 0 {
-            return None;
-        }
-        let consumed = s.len() - rest.len() + len;
-        Some((name, &rest[..len], consumed))
-    }
-
-    /// `check_data_file_clashes: Package ([^ ]+) wants to`
-    pub fn opkg_file_clash(s: &str) -> Vec<String> {
-        scan(s, "check_data_file_clashes: Package ", |rest| {
-            let len = nonspace_len(rest);
-            (len > 0 && rest[len..].starts_with(" wants to"))
-                .then(|| (&rest[..len], len + " wants to".len()))
-        })
-    }
-
-    /// `is already provided by package  \* ([^ ]+)$` (multiline): the
-    /// longest non-space prefix that ends at a line end.
-    pub fn opkg_already_provided(s: &str) -> Vec<String> {
-        scan(s, "is already provided by package  * ", |rest| {
-            let run = &rest[..nonspace_len(rest)];
-            let len = if run.len() == rest.len() {
-                run.len()
-            } else {
-                run.rfind('\n')?
+                ErrorPattern::OpkgCheckConflicts => {
+                    (r"\* check_conflicts_for:.+ ([^ ]+)(?: \*|:)$", true, false)
+                }
+                ErrorPattern::ApkOverwriteOwnerFirst => {
+                    (r"ERROR: ([^ ]+): trying to overwrite", false, false)
+                }
+                ErrorPattern::ApkOverwriteOwnedBy => {
+                    (r"trying to overwrite .* owned by ([^ ]+)\.", false, false)
+                }
             };
-            (len > 0).then(|| (&rest[..len], len))
-        })
-    }
-
-    /// `\* check_conflicts_for:.+ ([^ ]+)(?: \*|:)$` (multiline): the
-    /// greedy `.+` stays on the line, so the rightmost workable space wins.
-    pub fn opkg_check_conflicts(s: &str) -> Vec<String> {
-        scan(s, "* check_conflicts_for:", |rest| {
-            let line_len = rest.find('\n').unwrap_or(rest.len());
-            let spaces: Vec<usize> = rest[..line_len]
-                .char_indices()
-                .filter(|&(i, c)| c == ' ' && i > 0)
-                .map(|(i, _)| i)
-                .collect();
-            for &space in spaces.iter().rev() {
-                let after = &rest[space + 1..];
-                let run = nonspace_len(after);
-                for len in (1..=run).rev() {
-                    if !after.is_char_boundary(len) {
-                        continue;
-                    }
-                    let tail = &after[len..];
-                    let at_eol = |t: &str| t.is_empty() || t.starts_with('\n');
-                    let used = if tail.starts_with(" *") && at_eol(&tail[2..]) {
-                        2
-                    } else if tail.starts_with(':') && at_eol(&tail[1..]) {
-                        1
-                    } else {
-                        continue;
-                    };
-                    return Some((&after[..len], space + 1 + len + used));
-                }
+            Source {
+                pattern,
+                multi_line,
+                dot_all,
             }
-            None
-        })
-    }
+        }
 
-    /// `ERROR: ([^ ]+): trying to overwrite`
-    pub fn apk_overwrite_owner_first(s: &str) -> Vec<String> {
-        scan(s, "ERROR: ", |rest| {
-            let run = &rest[..nonspace_len(rest)];
-            let name = run.strip_suffix(':')?;
-            (!name.is_empty() && rest[run.len()..].starts_with(" trying to overwrite"))
-                .then(|| (name, run.len() + " trying to overwrite".len()))
-        })
-    }
+        fn regex(self) -> &'static Regex {
+            // Compiled once for the process, on first use.
+            static COMPILED: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+                ErrorPattern::ALL
+                    .iter()
+                    .map(|p| {
+                        let s = p.source();
+                        RegexBuilder::new(s.pattern)
+                            .multi_line(s.multi_line)
+                            .dot_matches_new_line(s.dot_all)
+                            .build()
+                            .expect("the package error patterns are valid regexes")
+                    })
+                    .collect()
+            });
+            &COMPILED[self as usize]
+        }
 
-    /// `trying to overwrite .* owned by ([^ ]+)\.`: `.*` stays on the line
-    /// and is greedy, so the rightmost workable ` owned by ` wins.
-    pub fn apk_overwrite_owned_by(s: &str) -> Vec<String> {
-        const MID: &str = " owned by ";
-        scan(s, "trying to overwrite ", |rest| {
-            let line_len = rest.find('\n').unwrap_or(rest.len());
-            let mut starts: Vec<usize> = rest[..line_len]
-                .match_indices(MID)
-                .map(|(i, _)| i)
-                .collect();
-            starts.reverse();
-            starts.into_iter().find_map(|i| {
-                let after = &rest[i + MID.len()..];
-                token_before_last_dot(after).map(|(tok, used)| (tok, i + MID.len() + used))
-            })
-        })
+        /// `re.findall`: every group of every non-overlapping match.
+        pub fn findall(self, text: &str) -> Vec<Vec<String>> {
+            self.regex()
+                .captures_iter(text)
+                .map(|c| {
+                    c.iter()
+                        .skip(1)
+                        .map(|g| g.map_or_else(String::new, |m| m.as_str().to_owned()))
+                        .collect()
+                })
+                .collect()
+        }
+
+        /// The package names the pattern reports, in order of appearance.
+        pub fn names(self, text: &str) -> Vec<String> {
+            self.findall(text).into_iter().flatten().collect()
+        }
+
+        #[cfg(test)]
+        pub fn pattern(self) -> &'static str {
+            self.source().pattern
+        }
     }
 }
 
@@ -348,6 +298,20 @@ mod tests {
         assert_eq!(
             diff_packages(&list(&["y", "z"]), &set(&["x", "y", "z"])),
             ["-x", "y", "z"]
+        );
+    }
+
+    #[test]
+    fn defaults_keep_make_info_order_and_diff_only_when_asked() {
+        let defaults = image_defaults(&list(&["base", "b", "a"]), &list(&["z", "a", "-y"]));
+        assert_eq!(defaults, ["base", "b", "a", "z", "-y"]);
+        assert_eq!(
+            build_packages(list(&["vim", "a"]), &defaults, true),
+            ["-b", "-base", "-y", "-z", "vim", "a"]
+        );
+        assert_eq!(
+            build_packages(list(&["vim", "a"]), &defaults, false),
+            ["vim", "a"]
         );
     }
 
@@ -511,6 +475,50 @@ mod tests {
         }
     }
 
+    /// Every vector Python's `re.findall` answered for the reference's
+    /// patterns (`tests/fixtures/patterns/generate.py`).
+    #[test]
+    fn error_patterns_find_what_python_finds() {
+        use errscan::ErrorPattern::{self, *};
+        let fixture: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/patterns/package-errors.json"
+        ))
+        .unwrap();
+        let name = |p: ErrorPattern| match p {
+            OpkgCannotInstall => "opkg_cannot_install",
+            ApkNoSuchPackage => "apk_no_such_package",
+            ApkConflictGroups => "apk_conflict_groups",
+            OpkgFileClash => "opkg_file_clash",
+            OpkgAlreadyProvided => "opkg_already_provided",
+            OpkgCheckConflicts => "opkg_check_conflicts",
+            ApkOverwriteOwnerFirst => "apk_overwrite_owner_first",
+            ApkOverwriteOwnedBy => "apk_overwrite_owned_by",
+        };
+        for p in ErrorPattern::ALL {
+            let reference = fixture["patterns"][name(p)]["pattern"].as_str().unwrap();
+            // Verbatim but for the one escape the regex crate requires.
+            assert_eq!(
+                reference,
+                p.pattern().replace(r"[^\[]", "[^[]"),
+                "{}",
+                name(p)
+            );
+        }
+        let vectors = fixture["vectors"].as_array().unwrap();
+        assert!(vectors.len() >= 30, "{}", vectors.len());
+        let mut found = 0;
+        for v in vectors {
+            let input = v["input"].as_str().unwrap();
+            for p in ErrorPattern::ALL {
+                let want: Vec<Vec<String>> =
+                    serde_json::from_value(v["findall"][name(p)].clone()).unwrap();
+                found += want.len();
+                assert_eq!(p.findall(input), want, "{} on {}", name(p), v["name"]);
+            }
+        }
+        assert!(found >= 30, "the vectors exercise the patterns: {found}");
+    }
+
     #[test]
     fn regex_quirks_are_kept() {
         // Versioned apk names keep their version, like the reference.
@@ -519,14 +527,19 @@ mod tests {
             "Impossible package selection: conflicts (a-1.0-r1, b-2.0-r1)"
         );
         // `.+` needs one character, so a lone leading space cannot split.
-        assert!(errscan::opkg_check_conflicts(" * check_conflicts_for: x\tY *\n").is_empty());
+        use errscan::ErrorPattern::*;
+        assert!(
+            OpkgCheckConflicts
+                .names(" * check_conflicts_for: x\tY *\n")
+                .is_empty()
+        );
         // A tab before the name is part of the token for opkg-2 (no space split).
         assert_eq!(
-            errscan::opkg_check_conflicts(" * check_conflicts_for: a x\tY *\n"),
+            OpkgCheckConflicts.names(" * check_conflicts_for: a x\tY *\n"),
             ["x\tY"]
         );
         // No space before the token: no match.
-        assert!(errscan::apk_no_such_package("X (no such package)").is_empty());
+        assert!(ApkNoSuchPackage.names("X (no such package)").is_empty());
         // Multi-byte text never panics.
         let _ = check_package_errors("* check_conflicts_for: ä ö ü:\nCannot install package é.");
     }

@@ -1,114 +1,26 @@
-//! `run_build`: the reference server's build.py, step by step, through the
-//! `ContainerRuntime` trait (design.md §5).
+//! `run_build`: the reference server's `build.py`, step by step, through
+//! the `ContainerRuntime` trait. The steps with I/O live here (Podman calls,
+//! the package-changes service, the build key, publishing to the store);
+//! what they compute is in the pure modules next to it.
 
 use super::changes::{self, Context};
+use super::commands::{WORKDIR, container_spec, image_cmd, manifest_cmd};
 use super::info::{self, ImageBuilderInfo};
 use super::packages;
-use super::publish;
 use super::repos;
 use super::result;
 use super::sign;
 use super::tag;
 use super::{BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::config::Config;
-use crate::container::{
-    ContainerError, ContainerRuntime, ContainerSpec, ExecOutput, ExecRequest, LABEL_JOB,
-    LABEL_SERVICE, LABEL_WORKER,
-};
+use crate::container::{ContainerError, ContainerRuntime, ContainerSpec, ExecOutput, ExecRequest};
 use crate::models::Phase;
+use crate::store;
 use serde_json::{Map, Value};
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// The working directory of ImageBuilder images.
-const WORKDIR: &str = "/builder";
 /// Exit status of a process killed by SIGKILL (container killed or removed).
 const KILLED: i64 = 137;
-
-/// Podman container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
-pub fn container_name(request_hash: &str, worker_id: &str) -> String {
-    let short: String = request_hash.chars().take(16).collect();
-    format!("asu-{short}-{worker_id}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-/// The container a job runs in: it only sleeps; every step is an exec.
-pub fn container_spec(
-    config: &Config,
-    worker_id: &str,
-    job: &BuildJob,
-    image: &str,
-) -> ContainerSpec {
-    let req = &job.request;
-    let mut spec = ContainerSpec {
-        name: container_name(&job.request_hash, worker_id),
-        image: image.to_owned(),
-        command: vec!["sleep".into(), config.job_timeout_seconds.to_string()],
-        tmpfs: vec![format!("{WORKDIR}/{}", job.bin_dir)],
-        network: (!config.container_network.is_empty()).then(|| config.container_network.clone()),
-        timeout_seconds: config.job_timeout_seconds,
-        ..ContainerSpec::default()
-    };
-    spec.labels.insert(LABEL_SERVICE.into(), "1".into());
-    spec.labels.insert(LABEL_WORKER.into(), worker_id.into());
-    spec.labels
-        .insert(LABEL_JOB.into(), job.request_hash.clone());
-    if tag::is_snapshot_build(&req.version) {
-        spec.env.insert("TARGET".into(), req.target.clone());
-        spec.env.insert(
-            "VERSION_PATH".into(),
-            tag::version_path(config, &req.version),
-        );
-    }
-    spec
-}
-
-/// `make manifest` argv.
-pub fn manifest_cmd(profile: &str, packages: &[String]) -> Vec<String> {
-    vec![
-        "make".into(),
-        "manifest".into(),
-        format!("PROFILE={profile}"),
-        format!("PACKAGES={}", packages.join(" ")),
-        "STRIP_ABI=1".into(),
-    ]
-}
-
-/// `make image` argv; also the `build_cmd` clients see.
-pub fn image_cmd(
-    job: &BuildJob,
-    packages: &[String],
-    manifest: &Map<String, Value>,
-) -> Vec<String> {
-    let req = &job.request;
-    let hash = packages::packages_hash(manifest.keys().map(String::as_str));
-    let mut cmd = vec![
-        "make".into(),
-        "image".into(),
-        format!("PROFILE={}", req.profile),
-        format!("PACKAGES={}", packages.join(" ")),
-        format!("EXTRA_IMAGE_NAME={}", &hash[..12]),
-        format!("BIN_DIR={WORKDIR}/{}", job.bin_dir),
-    ];
-    if req.defaults.as_deref().is_some_and(|d| !d.is_empty()) {
-        cmd.push(repos::FILES_ARG.into());
-    }
-    if let Some(size) = req.rootfs_size_mb.filter(|s| *s > 0) {
-        cmd.push(format!("ROOTFS_PARTSIZE={size}"));
-    }
-    if let Some(fs) = req.filesystem.as_deref().filter(|f| !f.is_empty()) {
-        cmd.push(format!("ROOTFS_FILESYSTEM={fs}"));
-    }
-    cmd
-}
 
 /// Removes the container when dropped, so no path (error, early return,
 /// panic) leaves it behind. `remove` is idempotent.
@@ -168,24 +80,33 @@ impl<'a> Build<'a> {
         }
     }
 
-    fn user(&self, msg: impl std::fmt::Display) -> BuildFailure {
-        self.fail(FailureKind::User, msg)
+    /// A failure that running the build again cannot fix.
+    fn permanent(&self, msg: impl std::fmt::Display) -> BuildFailure {
+        self.fail(FailureKind::Permanent, msg)
     }
 
     fn runtime_failure(&self, err: ContainerError, during: &str) -> BuildFailure {
+        let kind = if err.is_retryable() {
+            FailureKind::Retryable
+        } else {
+            FailureKind::Permanent
+        };
         match err {
             ContainerError::ImageMissing { image, reason } => {
                 log::warn!("image {image} missing: {reason}");
-                self.user(format!(
-                    "Image not found: {image}. If this version was just released, please try \
-                     again in a few hours as it may take some time to become fully available."
-                ))
+                self.fail(
+                    kind,
+                    format!(
+                        "Image not found: {image}. If this version was just released, please try \
+                         again in a few hours as it may take some time to become fully available."
+                    ),
+                )
             }
             ContainerError::UnsafeArchive(what) => {
-                self.user(format!("Unsafe build output ({during}): {what}"))
+                self.fail(kind, format!("Unsafe build output ({during}): {what}"))
             }
             other => self.fail(
-                FailureKind::Infrastructure,
+                kind,
                 format!("Container runtime failed during {during}: {other}"),
             ),
         }
@@ -228,7 +149,7 @@ impl<'a> Build<'a> {
         }
         if out.exit_code == KILLED {
             return Err(self.fail(
-                FailureKind::Infrastructure,
+                FailureKind::Retryable,
                 format!("The build container was killed during {during} (exit code {KILLED})"),
             ));
         }
@@ -281,30 +202,13 @@ impl<'a> Build<'a> {
         self.log_timings();
         let built = built?;
 
-        let json_path = job.staging_dir.join("profiles.json");
-        if !json_path.is_file() {
-            return Err(self.user("No JSON file found"));
-        }
-        let profiles: Map<String, Value> = std::fs::read(&json_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| self.user("Could not parse profiles.json"))?;
-        let mut result = result::build_result(
-            profiles,
-            &req.profile,
-            built.manifest,
-            &job.bin_dir,
-            &built.build_cmd_packages,
-        )
-        .map_err(|e| self.user(e))?;
-        result::refresh_checksums(&mut result, &job.staging_dir);
-        publish::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
+        let result = self.result(built)?;
+        store::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
             self.fail(
-                FailureKind::Infrastructure,
+                FailureKind::Retryable,
                 format!("Could not move the images into the store: {e}"),
             )
         })?;
-
         self.progress.phase(Phase::Done);
         Ok(BuildSuccess {
             result,
@@ -312,6 +216,31 @@ impl<'a> Build<'a> {
             stdout: std::mem::take(&mut self.stdout),
             stderr: std::mem::take(&mut self.stderr),
         })
+    }
+
+    /// The stored result: the staged profiles.json's entry for the profile,
+    /// the manifest, and checksums of the staged images.
+    fn result(&self, built: Built) -> Result<Map<String, Value>, BuildFailure> {
+        let job = self.job;
+        let json_path = job.staging_dir.join("profiles.json");
+        if !json_path.is_file() {
+            return Err(self.permanent("No JSON file found"));
+        }
+        let profiles: Map<String, Value> = std::fs::read(&json_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| self.permanent("Could not parse profiles.json"))?;
+        let mut result = result::build_result(
+            profiles,
+            &job.request.profile,
+            built.manifest,
+            &job.bin_dir,
+            &built.build_cmd_packages,
+        )
+        .map_err(|e| self.permanent(e))?;
+        // After signing, so clients verify what they download.
+        result::refresh_checksums(&mut result, &job.staging_dir);
+        Ok(result)
     }
 
     /// One line per build: each step's wall time and the share spent
@@ -359,105 +288,125 @@ impl<'a> Build<'a> {
     }
 
     fn in_container(&mut self, id: &str) -> Result<Built, BuildFailure> {
-        let (config, job) = (self.config, self.job);
-        let req = &job.request;
-
-        if tag::is_snapshot_build(&req.version) {
-            log::info!("running setup.sh for the ImageBuilder");
-            let out = self.exec(
-                id,
-                vec!["sh".into(), "setup.sh".into()],
-                "ImageBuilder setup",
-                true,
-            )?;
-            if out.exit_code != 0 {
-                // setup.sh downloads the ImageBuilder: usually the network.
-                return Err(self.fail(
-                    FailureKind::Infrastructure,
-                    format!(
-                        "Could not set up ImageBuilder (returncode={})",
-                        out.exit_code
-                    ),
-                ));
-            }
+        if tag::is_snapshot_build(&self.job.request.version) {
+            self.setup_imagebuilder(id)?;
         }
-
         self.inject_files(id)?;
+        let build_cmd_packages = self.packages(id)?;
+        let manifest = self.manifest(id, &build_cmd_packages)?;
+        self.image(id, &build_cmd_packages, &manifest)?;
+        self.copy_images(id)?;
+        Ok(Built {
+            manifest,
+            build_cmd_packages,
+        })
+    }
 
+    /// Snapshot images fetch the real ImageBuilder with `setup.sh`.
+    fn setup_imagebuilder(&mut self, id: &str) -> Result<(), BuildFailure> {
+        log::info!("running setup.sh for the ImageBuilder");
+        let cmd = vec!["sh".into(), "setup.sh".into()];
+        let out = self.exec(id, cmd, "ImageBuilder setup", true)?;
+        if out.exit_code != 0 {
+            // setup.sh downloads the ImageBuilder: usually the network.
+            return Err(self.fail(
+                FailureKind::Retryable,
+                format!(
+                    "Could not set up ImageBuilder (returncode={})",
+                    out.exit_code
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `make info` (revision check, defaults), package changes and the diff:
+    /// the `PACKAGES=` of the build.
+    fn packages(&mut self, id: &str) -> Result<Vec<String>, BuildFailure> {
+        let req = &self.job.request;
         let out = self.exec(id, vec!["make".into(), "info".into()], "make info", true)?;
         self.progress.phase(Phase::ValidateRevision);
         let info: ImageBuilderInfo =
-            info::parse_info(&out.stdout, &req.profile).map_err(|e| self.user(e))?;
+            info::parse_info(&out.stdout, &req.profile).map_err(|e| self.permanent(e))?;
         if let Some(msg) = info::check_revision(&info.revision, &req.version_code) {
-            return Err(self.user(msg));
+            return Err(self.permanent(msg));
         }
-
-        let defaults: BTreeSet<String> = info
-            .default_packages
-            .iter()
-            .chain(&info.profile_packages)
-            .cloned()
-            .collect();
-        let mut default_list = info.default_packages.clone();
-        default_list.extend(
-            info.profile_packages
-                .iter()
-                .filter(|p| !info.default_packages.contains(p))
-                .cloned(),
-        );
+        let defaults = packages::image_defaults(&info.default_packages, &info.profile_packages);
         let ctx = Context {
             version: &req.version,
             target: &req.target,
             profile: &req.profile,
             revision: info::revision_number(&info.revision),
         };
+        // The package-changes service is asked over HTTP (built-in rules
+        // when it is unset or fails): the pipeline's one network call
+        // outside Podman.
         let (requested, _source) = changes::apply_package_changes(
-            &config.package_changes_url,
+            &self.config.package_changes_url,
             &ctx,
             &req.packages,
-            &default_list,
+            &defaults,
             req.diff_packages,
         );
-        let build_cmd_packages = if req.diff_packages {
-            packages::diff_packages(&requested, &defaults)
-        } else {
-            requested
-        };
+        Ok(packages::build_packages(
+            requested,
+            &defaults,
+            req.diff_packages,
+        ))
+    }
 
+    /// `make manifest`: package errors and `packages_versions` are checked
+    /// here, before the image is built.
+    fn manifest(
+        &mut self,
+        id: &str,
+        build_packages: &[String],
+    ) -> Result<Map<String, Value>, BuildFailure> {
+        let req = &self.job.request;
         self.progress.phase(Phase::ValidateManifest);
-        let out = self.exec(
-            id,
-            manifest_cmd(&req.profile, &build_cmd_packages),
-            "make manifest",
-            true,
-        )?;
+        let cmd = manifest_cmd(&req.profile, build_packages);
+        let out = self.exec(id, cmd, "make manifest", true)?;
         if out.exit_code != 0 {
-            return Err(self.user(packages::check_package_errors(&out.stderr)));
+            return Err(self.permanent(packages::check_package_errors(&out.stderr)));
         }
         let manifest = packages::parse_manifest(&out.stdout);
         if let Some(msg) = packages::check_manifest(&manifest, &req.packages_versions) {
-            return Err(self.user(msg));
+            return Err(self.permanent(msg));
         }
+        Ok(manifest)
+    }
 
-        self.build_cmd = image_cmd(job, &build_cmd_packages, &manifest);
+    /// `make image`, then signing when a build key is configured.
+    fn image(
+        &mut self,
+        id: &str,
+        build_packages: &[String],
+        manifest: &Map<String, Value>,
+    ) -> Result<(), BuildFailure> {
+        self.build_cmd = image_cmd(self.job, build_packages, manifest);
         self.progress.phase(Phase::BuildingImage);
         let out = self.exec(id, self.build_cmd.clone(), "make image", true)?;
         if packages::exceeds_storage(&out.stderr) {
-            return Err(self.user("Selected packages exceed device storage"));
+            return Err(self.permanent("Selected packages exceed device storage"));
         }
         if out.exit_code != 0 {
-            return Err(self.user("Error while building firmware. See stdout/stderr"));
+            return Err(self.permanent("Error while building firmware. See stdout/stderr"));
         }
-
-        if let Some(key) = sign::find_build_key() {
+        if let Some(key) = sign::find_build_key(self.config.build_key_path.as_deref()) {
             self.sign_images(id, &key)?;
         } else {
             log::debug!("no build key; images stay unsigned");
         }
+        Ok(())
+    }
 
+    /// Stream BIN_DIR out of the container into the (emptied) staging
+    /// directory.
+    fn copy_images(&mut self, id: &str) -> Result<(), BuildFailure> {
+        let job = self.job;
         let src = format!("{WORKDIR}/{}", job.bin_dir);
         let started = Instant::now();
-        publish::discard(&job.staging_dir);
+        store::discard(&job.staging_dir);
         let bytes = self.runtime.copy_out(id, &src, &job.staging_dir);
         self.timings.push(("copy out".into(), started.elapsed()));
         let bytes = bytes.map_err(|e| self.runtime_failure(e, "copying images"))?;
@@ -466,11 +415,7 @@ impl<'a> Build<'a> {
             job.request_hash,
             job.staging_dir.display()
         );
-
-        Ok(Built {
-            manifest,
-            build_cmd_packages,
-        })
+        Ok(())
     }
 
     /// Keys, repositories and the defaults script, then the cache rewrite.
@@ -611,87 +556,4 @@ pub fn run_build(
         timings: Vec::new(),
     }
     .run(worker_id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::BuildRequest;
-
-    fn job(version: &str) -> BuildJob {
-        BuildJob {
-            request_hash: "0123456789abcdef0123456789abcdef".into(),
-            request: BuildRequest {
-                version: version.into(),
-                target: "ath79/generic".into(),
-                profile: "tplink_archer-c7-v2".into(),
-                ..BuildRequest::default()
-            },
-            bin_dir: "fedcba".into(),
-            store_dir: "/tmp/none".into(),
-            staging_dir: "/tmp/none.staging".into(),
-        }
-    }
-
-    #[test]
-    fn container_names_are_sanitized() {
-        assert_eq!(
-            container_name("0123456789abcdef0123", "worker 1/x"),
-            "asu-0123456789abcdef-worker-1-x"
-        );
-        assert_eq!(container_name("ab", "w"), "asu-ab-w");
-    }
-
-    #[test]
-    fn release_container_spec() {
-        let config = Config::default();
-        let spec = container_spec(&config, "w1", &job("23.05.5"), "img");
-        assert_eq!(spec.command, ["sleep", "600"]);
-        assert_eq!(spec.tmpfs, ["/builder/fedcba"]);
-        assert_eq!(spec.labels["asu.builder"], "1");
-        assert_eq!(spec.labels["asu.worker"], "w1");
-        assert_eq!(spec.labels["asu.job"], "0123456789abcdef0123456789abcdef");
-        assert_eq!(spec.network.as_deref(), Some("asu-build"));
-        assert_eq!(spec.timeout_seconds, 600);
-        assert!(spec.env.is_empty());
-    }
-
-    #[test]
-    fn snapshot_container_spec_has_setup_env() {
-        let config = Config::default();
-        let spec = container_spec(&config, "w1", &job("SNAPSHOT"), "img");
-        assert_eq!(spec.env["TARGET"], "ath79/generic");
-        assert_eq!(spec.env["VERSION_PATH"], "snapshots");
-    }
-
-    #[test]
-    fn image_cmd_arguments() {
-        let mut j = job("23.05.5");
-        let manifest: Map<String, Value> =
-            serde_json::from_str(r#"{"test1": "1", "test2": "2"}"#).unwrap();
-        let cmd = image_cmd(&j, &["-ppp".into(), "vim".into()], &manifest);
-        assert_eq!(
-            cmd,
-            [
-                "make",
-                "image",
-                "PROFILE=tplink_archer-c7-v2",
-                "PACKAGES=-ppp vim",
-                "EXTRA_IMAGE_NAME=57aab5949a36",
-                "BIN_DIR=/builder/fedcba"
-            ]
-        );
-        j.request.defaults = Some("echo".into());
-        j.request.rootfs_size_mb = Some(256);
-        j.request.filesystem = Some("ext4".into());
-        let cmd = image_cmd(&j, &[], &manifest);
-        assert_eq!(
-            &cmd[6..],
-            [
-                "FILES=/builder/asu-files",
-                "ROOTFS_PARTSIZE=256",
-                "ROOTFS_FILESYSTEM=ext4"
-            ]
-        );
-    }
 }

@@ -119,7 +119,8 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
 /// Set every listed image's `sha256` to the hash of the file actually in
 /// `store_dir`, so clients that verify downloads succeed even after
 /// signing changed the file. `sha256_unsigned` is left as the ImageBuilder
-/// wrote it. Returns how many images were re-hashed.
+/// wrote it. Returns how many images were re-hashed. (docs/compatibility.md,
+/// "Image checksums after signing".)
 pub fn refresh_checksums(result: &mut Map<String, Value>, store_dir: &Path) -> usize {
     let Some(images) = result.get_mut("images").and_then(Value::as_array_mut) else {
         return 0;

@@ -1,11 +1,12 @@
-//! Optional image signing with a build key, as the reference does: when a
-//! usign secret key (`$BUILD_KEY`, else `./key-build`) and its certificate
-//! (`<key>.ucert`) exist on the host, the installable images are signed
-//! inside the build container with the ImageBuilder's own host tools
-//! (fwtool, usign, ucert) before they are copied out.
+//! Optional image signing with a build key, as the reference does: when
+//! `build_key_path` names a usign secret key and its certificate
+//! (`<key>.ucert`) sits next to it, the installable images are signed inside
+//! the build container with the ImageBuilder's own host tools (fwtool,
+//! usign, ucert) before they are copied out. Reading the key is this
+//! module's only I/O.
 
 use crate::container::FileToPut;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the key pair is placed inside the container (outside BIN_DIR, so
 /// it is never copied into the store).
@@ -22,22 +23,18 @@ pub struct BuildKey {
     pub ucert: Vec<u8>,
 }
 
-/// The build key, when both files are readable; `None` means: do not sign.
-pub fn find_build_key() -> Option<BuildKey> {
-    let path = std::env::var_os("BUILD_KEY")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::current_dir().ok().map(|d| d.join("key-build")))?;
-    if !path.is_file() {
-        return None;
-    }
+/// The configured build key, when both files are readable; `None` means:
+/// do not sign. A configured key that cannot be read is logged, and the
+/// build goes on unsigned, as the reference does without a key.
+pub fn find_build_key(configured: Option<&Path>) -> Option<BuildKey> {
+    let path = configured?.to_path_buf();
     let mut ucert_path = path.clone().into_os_string();
     ucert_path.push(".ucert");
     match (std::fs::read(&path), std::fs::read(&ucert_path)) {
         (Ok(key), Ok(ucert)) => Some(BuildKey { path, key, ucert }),
-        _ => {
+        (Err(e), _) | (_, Err(e)) => {
             log::warn!(
-                "build key {} found but it or its .ucert is unreadable; not signing",
+                "build_key_path {}: the key or its .ucert is unreadable ({e}); not signing",
                 path.display()
             );
             None
@@ -84,6 +81,22 @@ pub fn sign_command(bin_dir: &str, images: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_configured_readable_pair_signs() {
+        assert!(find_build_key(None).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key-build");
+        assert!(find_build_key(Some(&key)).is_none(), "missing key");
+        std::fs::write(&key, "secret").unwrap();
+        assert!(find_build_key(Some(&key)).is_none(), "missing .ucert");
+        std::fs::write(dir.path().join("key-build.ucert"), "cert").unwrap();
+        let found = find_build_key(Some(&key)).unwrap();
+        assert_eq!(
+            (found.key.as_slice(), found.ucert.as_slice()),
+            (&b"secret"[..], &b"cert"[..])
+        );
+    }
 
     #[test]
     fn sign_command_passes_images_as_arguments() {

@@ -1,8 +1,5 @@
-//! Which ImageBuilder container image serves a request, and how a version
-//! maps to its branch (the reference's `get_container_version_tag`,
-//! `get_branch` and `is_snapshot_build`).
-
-use crate::config::Config;
+//! Which ImageBuilder container image serves a request (the reference's
+//! `get_container_version_tag` and `is_snapshot_build`).
 
 /// `x.y.z` or `x.y.z-rcN`, all parts decimal.
 fn is_release(version: &str) -> bool {
@@ -45,28 +42,6 @@ pub fn is_snapshot_build(version: &str) -> bool {
     version.to_lowercase().ends_with("snapshot")
 }
 
-/// Branch name of a version: the version itself when it names a configured
-/// branch, `24.10` for `24.10-SNAPSHOT`, `23.05` for `23.05.5`.
-pub fn branch_name<'a>(config: &Config, version: &'a str) -> &'a str {
-    if config.branches.contains_key(version) {
-        version
-    } else if version.ends_with("-SNAPSHOT") {
-        version.rsplit_once('-').map_or(version, |(b, _)| b)
-    } else {
-        version.rsplit_once('.').map_or(version, |(b, _)| b)
-    }
-}
-
-/// `VERSION_PATH` for snapshot containers: the branch path with `{version}`
-/// filled in, or empty when the branch is unknown.
-pub fn version_path(config: &Config, version: &str) -> String {
-    config
-        .branches
-        .get(branch_name(config, version))
-        .map(|b| b.path.replace("{version}", version))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,19 +81,5 @@ mod tests {
         ] {
             assert_eq!(is_snapshot_build(v), want, "{v}");
         }
-    }
-
-    #[test]
-    fn branch_and_version_path() {
-        let config = Config::default();
-        assert_eq!(branch_name(&config, "23.05.5"), "23.05");
-        assert_eq!(branch_name(&config, "24.10-SNAPSHOT"), "24.10");
-        assert_eq!(branch_name(&config, "SNAPSHOT"), "SNAPSHOT");
-        assert_eq!(version_path(&config, "SNAPSHOT"), "snapshots");
-        assert_eq!(
-            version_path(&config, "24.10-SNAPSHOT"),
-            "releases/24.10-SNAPSHOT"
-        );
-        assert_eq!(version_path(&config, "99.99-SNAPSHOT"), "");
     }
 }

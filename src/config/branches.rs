@@ -1,4 +1,6 @@
-//! The reference server's branch table, as the built-in default.
+//! The reference server's branch table, as the built-in default, and the
+//! one rule for which branch a version belongs to (the reference's
+//! `get_branch`) and where it lives upstream.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,6 +29,42 @@ pub struct Branch {
     /// Releases only: the revision the branch was forked at.
     pub branch_off_rev: Option<u64>,
     pub package_changes: Vec<PackageChange>,
+}
+
+/// The branch name a version (or branch name) belongs to: itself when it is
+/// a configured branch, `X.Y` for `X.Y-SNAPSHOT`, else everything before the
+/// last dot (`21.02.0-rc1` → `21.02`).
+pub fn branch_name(branches: &BTreeMap<String, Branch>, version: &str) -> String {
+    if branches.contains_key(version) {
+        return version.to_owned();
+    }
+    if version.ends_with("-SNAPSHOT") {
+        return version
+            .rsplit_once('-')
+            .map_or(version, |(head, _)| head)
+            .to_owned();
+    }
+    version
+        .rsplit_once('.')
+        .map_or(version, |(head, _)| head)
+        .to_owned()
+}
+
+/// The configured branch of a version, if any (enabled or not).
+pub fn branch_of<'a>(
+    branches: &'a BTreeMap<String, Branch>,
+    version: &str,
+) -> Option<(&'a str, &'a Branch)> {
+    let name = branch_name(branches, version);
+    branches
+        .get_key_value(name.as_str())
+        .map(|(k, b)| (k.as_str(), b))
+}
+
+/// Upstream directory of a version: the branch `path` with `{version}`
+/// filled in (`releases/23.05.5`, `snapshots`). None for unknown branches.
+pub fn version_path(branches: &BTreeMap<String, Branch>, version: &str) -> Option<String> {
+    branch_of(branches, version).map(|(_, b)| b.path.replace("{version}", version))
 }
 
 fn change(
@@ -108,4 +146,38 @@ pub fn default_branches() -> BTreeMap<String, Branch> {
     b.insert("22.03".into(), release(19160));
     b.insert("21.02".into(), release(15812));
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_like_the_reference() {
+        let b = default_branches();
+        assert_eq!(branch_name(&b, "SNAPSHOT"), "SNAPSHOT");
+        assert_eq!(branch_name(&b, "24.10"), "24.10");
+        assert_eq!(branch_name(&b, "24.10.2"), "24.10");
+        assert_eq!(branch_name(&b, "21.02.0-rc1"), "21.02");
+        assert_eq!(branch_name(&b, "23.05-SNAPSHOT"), "23.05");
+        assert_eq!(branch_name(&b, "10.10.10"), "10.10");
+        assert_eq!(branch_name(&b, "invalid-version"), "invalid-version");
+        assert_eq!(branch_name(&b, "a-b-SNAPSHOT"), "a-b");
+    }
+
+    #[test]
+    fn version_paths() {
+        let b = default_branches();
+        assert_eq!(version_path(&b, "SNAPSHOT").as_deref(), Some("snapshots"));
+        assert_eq!(
+            version_path(&b, "23.05.5").as_deref(),
+            Some("releases/23.05.5")
+        );
+        assert_eq!(
+            version_path(&b, "24.10-SNAPSHOT").as_deref(),
+            Some("releases/24.10-SNAPSHOT")
+        );
+        assert_eq!(version_path(&b, "invalid-version"), None);
+        assert_eq!(version_path(&b, "99.99-SNAPSHOT"), None);
+    }
 }

@@ -1,13 +1,14 @@
 //! Loading the effective configuration: built-in defaults, then one YAML
 //! (or JSON) file, then `ASU_<KEY>` environment variables; later wins.
 //!
-//! Every key is parsed and validated here, so the rest of the program can
-//! trust `Config` blindly. Errors are one line naming the key and where the
-//! bad value came from, because the operator reads them on a terminal or in
-//! the journal and should not have to guess which of three sources was wrong.
+//! Every key is parsed and validated here (`value` parses one value), so
+//! the rest of the program can trust `Config` blindly; errors are one line
+//! naming the key and where the bad value came from (`error`).
 
 use super::branches::all_package_changes;
-use super::{Branch, Config, PackageChange};
+use super::error::{ConfigError, Origin};
+use super::value::{Field, MAX_SECONDS, Raw, invalid, render_value};
+use super::{Branch, Config};
 use serde::Deserialize;
 use serde_norway::Value;
 use std::collections::BTreeMap;
@@ -20,14 +21,6 @@ const DEFAULT_FILES: [&str; 2] = ["./config.yaml", "/etc/asu-builder/config.yaml
 /// Environment variables with this prefix set configuration keys.
 const ENV_PREFIX: &str = "ASU_";
 
-/// Upper bound for every `*_seconds` key: ten years. Keeps `now + ttl`
-/// arithmetic (done in i64 by chrono and SQLite) far away from overflow.
-const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-/// Upper bound for thread counts: more threads than this only exhausts the
-/// host, and a typo like `40000` should fail loudly instead of at spawn.
-const MAX_THREADS: u64 = 1024;
-
 /// Bounds of `server_max_connections`: fewer than this many would make a
 /// handful of browsers look like an attack; more than this, the thread per
 /// connection costs more than the host has.
@@ -39,129 +32,6 @@ const MIN_BODY_BYTES: u64 = 4 * 1024;
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
-
-/// Where a value came from, for error messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
-    /// The configuration file at this path.
-    File(PathBuf),
-    /// The environment variable of this name.
-    Env(String),
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::File(p) => write!(f, "in {}", p.display()),
-            Origin::Env(var) => write!(f, "from environment {var}"),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub enum ConfigError {
-    /// `--config` named a file that does not exist.
-    Missing {
-        path: PathBuf,
-    },
-    /// The file exists but could not be read.
-    Read {
-        path: PathBuf,
-        message: String,
-    },
-    /// The file is not valid YAML/JSON.
-    Syntax {
-        path: PathBuf,
-        message: String,
-    },
-    /// The document is valid YAML but not a mapping of keys.
-    NotAMapping {
-        path: PathBuf,
-    },
-    UnknownKey {
-        key: String,
-        origin: Origin,
-    },
-    Invalid {
-        key: String,
-        /// The offending value, already rendered for display (quoted, short).
-        value: String,
-        origin: Origin,
-        expected: String,
-    },
-    /// A key that exists but cannot be set from this source.
-    Unsupported {
-        key: String,
-        origin: Origin,
-        reason: String,
-    },
-    /// Two keys that are each valid but not together.
-    Conflict {
-        message: String,
-    },
-    /// A required field is absent (a new branch without `path`).
-    MissingField {
-        key: String,
-        origin: Origin,
-        reason: String,
-    },
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Texts coming from elsewhere (io and YAML errors) may span lines;
-        // the contract is one line per error.
-        let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-        match self {
-            ConfigError::Missing { path } => {
-                write!(f, "config: file {} does not exist", path.display())
-            }
-            ConfigError::Read { path, message } => write!(
-                f,
-                "config: cannot read {}: {}",
-                path.display(),
-                one_line(message)
-            ),
-            ConfigError::Syntax { path, message } => write!(
-                f,
-                "config: {} is not valid YAML/JSON: {}",
-                path.display(),
-                one_line(message)
-            ),
-            ConfigError::NotAMapping { path } => write!(
-                f,
-                "config: {} must contain a mapping of keys to values",
-                path.display()
-            ),
-            ConfigError::UnknownKey { key, origin } => {
-                write!(f, "config: unknown key {key:?} {origin}")
-            }
-            ConfigError::Invalid {
-                key,
-                value,
-                origin,
-                expected,
-            } => write!(
-                f,
-                "config: {key}: invalid value {value} {origin}: {}",
-                one_line(expected)
-            ),
-            ConfigError::Unsupported {
-                key,
-                origin,
-                reason,
-            } => write!(f, "config: {key}: cannot be set {origin}: {reason}"),
-            ConfigError::MissingField {
-                key,
-                origin,
-                reason,
-            } => write!(f, "config: {key}: missing {origin} ({reason})"),
-            ConfigError::Conflict { message } => write!(f, "config: {message}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Which file, if any, the configuration was read from (for the startup log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,14 +188,6 @@ struct Seen {
     store_path: bool,
 }
 
-/// A raw value from either source. File values keep their YAML type;
-/// environment values are always text and get parsed per key.
-#[derive(Clone, Copy)]
-enum Raw<'a> {
-    Yaml(&'a Value),
-    Text(&'a str),
-}
-
 /// Second look at the file, only for `branches`: deserializing straight into
 /// `String` keys keeps `24.10` as written, whereas `Value` would have read it
 /// as the float 24.1.
@@ -472,6 +334,7 @@ fn apply_key(
         }
         "server_queue_timeout_ms" => config.server_queue_timeout_ms = v.ranged(10, 60_000)?,
         "cors_allow_origin" => config.cors_allow_origin = v.header_value()?,
+        "build_key_path" => config.build_key_path = v.optional_path()?,
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),
@@ -490,7 +353,6 @@ fn apply_branch(
     entry: &Value,
     origin: &Origin,
 ) -> Result<(), ConfigError> {
-    let prefix = format!("branches.{name}");
     if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid(
             "branches",
@@ -499,364 +361,114 @@ fn apply_branch(
             "expected a branch name without spaces",
         ));
     }
-    let Some(fields) = entry.as_mapping() else {
-        return Err(invalid(
-            &prefix,
-            Raw::Yaml(entry),
-            origin,
-            "expected a mapping with path, enabled, snapshot, branch_off_rev, package_changes",
-        ));
-    };
-
-    let mut path = None;
-    let mut enabled = None;
-    let mut snapshot = None;
-    let mut branch_off_rev = None;
-    let mut package_changes = None;
-    for (field, value) in fields {
-        let Some(field) = field.as_str() else {
-            return Err(ConfigError::UnknownKey {
-                key: format!("{prefix}.{}", render_value(field)),
-                origin: origin.clone(),
-            });
-        };
-        let key = format!("{prefix}.{field}");
-        let v = Field {
-            key: &key,
-            raw: Raw::Yaml(value),
-            origin,
-        };
-        match field {
-            "path" => path = Some(v.nonempty_string()?),
-            "enabled" => enabled = Some(v.boolean()?),
-            "snapshot" => snapshot = Some(v.boolean()?),
-            "branch_off_rev" => {
-                branch_off_rev = Some(match value {
-                    Value::Null => None,
-                    _ => Some(v.integer(0, u64::MAX, "expected a revision number or null")?),
-                })
-            }
-            "package_changes" => package_changes = Some(v.package_changes()?),
-            // Branch tables copied from the reference's output carry this;
-            // it is constant there, so accept and ignore it.
-            "path_packages" => {}
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    key,
-                    origin: origin.clone(),
-                });
-            }
-        }
-    }
-
+    let prefix = format!("branches.{name}");
+    let fields = BranchFields::parse(&prefix, entry, origin)?;
     let branch = match branches.get(name) {
-        Some(builtin) => Branch {
-            path: path.unwrap_or_else(|| builtin.path.clone()),
-            enabled: enabled.unwrap_or(builtin.enabled),
-            snapshot: snapshot.unwrap_or(builtin.snapshot),
-            branch_off_rev: branch_off_rev.unwrap_or(builtin.branch_off_rev),
-            package_changes: package_changes.unwrap_or_else(|| builtin.package_changes.clone()),
-        },
-        None => {
-            let Some(path) = path else {
-                return Err(ConfigError::MissingField {
-                    key: format!("{prefix}.path"),
-                    origin: origin.clone(),
-                    reason: "required for a branch that is not built in".into(),
-                });
-            };
-            let branch_off_rev = branch_off_rev.flatten();
-            Branch {
-                path,
-                enabled: enabled.unwrap_or(true),
-                snapshot: snapshot.unwrap_or(false),
-                branch_off_rev,
-                // Same rule as the built-in table: the changes that happened
-                // before the branch was forked (all of them for snapshots).
-                package_changes: package_changes.unwrap_or_else(|| {
-                    all_package_changes()
-                        .into_iter()
-                        .filter(|c| branch_off_rev.is_none_or(|r| c.revision <= r))
-                        .collect()
-                }),
-            }
-        }
+        Some(existing) => fields.over(existing),
+        None => fields.new_branch(&prefix, origin)?,
     };
     branches.insert(name.to_string(), branch);
     Ok(())
 }
 
-fn invalid(key: &str, raw: Raw<'_>, origin: &Origin, expected: &str) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        value: match raw {
-            Raw::Yaml(v) => render_value(v),
-            Raw::Text(s) => shorten(&format!("{s:?}")),
-        },
-        origin: origin.clone(),
-        expected: expected.to_string(),
-    }
+/// The fields one `branches` entry sets; `None` where it is silent.
+#[derive(Default)]
+struct BranchFields {
+    path: Option<String>,
+    enabled: Option<bool>,
+    snapshot: Option<bool>,
+    /// `Some(None)`: explicitly `null`.
+    branch_off_rev: Option<Option<u64>>,
+    package_changes: Option<Vec<crate::config::PackageChange>>,
 }
 
-/// A YAML value as a short single line: strings quoted, collections as JSON.
-fn render_value(v: &Value) -> String {
-    let text = match v {
-        Value::String(s) => format!("{s:?}"),
-        Value::Null => "null".into(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => {
-            serde_json::to_string(v).unwrap_or_else(|_| "(a YAML structure)".into())
-        }
-    };
-    shorten(&text)
-}
-
-fn shorten(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(MAX).collect();
-    format!("{cut}…")
-}
-
-/// One value being parsed for one key; knows how to report itself.
-struct Field<'a> {
-    key: &'a str,
-    raw: Raw<'a>,
-    origin: &'a Origin,
-}
-
-impl Field<'_> {
-    fn invalid(&self, expected: &str) -> ConfigError {
-        invalid(self.key, self.raw, self.origin, expected)
-    }
-
-    fn invalid_item(&self, item: &str, expected: &str) -> ConfigError {
-        invalid(self.key, Raw::Text(item), self.origin, expected)
-    }
-
-    /// Text as given. A YAML number is refused rather than converted: `1.10`
-    /// would silently become "1.1".
-    fn string(&self) -> Result<String, ConfigError> {
-        match self.raw {
-            Raw::Text(s) => Ok(s.to_string()),
-            Raw::Yaml(Value::String(s)) => Ok(s.clone()),
-            Raw::Yaml(_) => Err(self.invalid("expected a string (quote it)")),
-        }
-    }
-
-    fn nonempty_string(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        if s.trim().is_empty() || s.chars().any(char::is_control) {
-            return Err(self.invalid("expected a non-empty string"));
-        }
-        Ok(s)
-    }
-
-    /// A name without spaces (worker id, image registry): these end up in
-    /// container names, labels and image references.
-    fn token(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(self.invalid("expected a non-empty string without spaces"));
-        }
-        Ok(s)
-    }
-
-    /// Relative paths stay relative (to the working directory at startup).
-    fn path(&self) -> Result<PathBuf, ConfigError> {
-        let s = self.string()?;
-        if s.trim().is_empty() || s.contains('\0') {
-            return Err(self.invalid("expected a non-empty path"));
-        }
-        Ok(PathBuf::from(s))
-    }
-
-    fn integer(&self, min: u64, max: u64, expected: &str) -> Result<u64, ConfigError> {
-        let n = match self.raw {
-            Raw::Yaml(Value::Number(n)) => n.as_u64(),
-            Raw::Yaml(_) => None,
-            Raw::Text(s) => {
-                let s = s.trim();
-                // `u64::from_str` accepts a leading '+'; a setting should not.
-                if s.bytes().all(|b| b.is_ascii_digit()) {
-                    s.parse().ok()
-                } else {
-                    None
+impl BranchFields {
+    fn parse(prefix: &str, entry: &Value, origin: &Origin) -> Result<BranchFields, ConfigError> {
+        let Some(mapping) = entry.as_mapping() else {
+            return Err(invalid(
+                prefix,
+                Raw::Yaml(entry),
+                origin,
+                "expected a mapping with path, enabled, snapshot, branch_off_rev, package_changes",
+            ));
+        };
+        let mut out = BranchFields::default();
+        for (field, value) in mapping {
+            let Some(field) = field.as_str() else {
+                return Err(ConfigError::UnknownKey {
+                    key: format!("{prefix}.{}", render_value(field)),
+                    origin: origin.clone(),
+                });
+            };
+            let key = format!("{prefix}.{field}");
+            let v = Field {
+                key: &key,
+                raw: Raw::Yaml(value),
+                origin,
+            };
+            match field {
+                "path" => out.path = Some(v.nonempty_string()?),
+                "enabled" => out.enabled = Some(v.boolean()?),
+                "snapshot" => out.snapshot = Some(v.boolean()?),
+                "branch_off_rev" => {
+                    out.branch_off_rev = Some(match value {
+                        Value::Null => None,
+                        _ => Some(v.integer(0, u64::MAX, "expected a revision number or null")?),
+                    })
+                }
+                "package_changes" => out.package_changes = Some(v.package_changes()?),
+                // Branch tables copied from the reference's output carry this;
+                // it is constant there, so accept and ignore it.
+                "path_packages" => {}
+                _ => {
+                    return Err(ConfigError::UnknownKey {
+                        key,
+                        origin: origin.clone(),
+                    });
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Over a branch already in the table: unset fields keep its values.
+    fn over(self, existing: &Branch) -> Branch {
+        Branch {
+            path: self.path.unwrap_or_else(|| existing.path.clone()),
+            enabled: self.enabled.unwrap_or(existing.enabled),
+            snapshot: self.snapshot.unwrap_or(existing.snapshot),
+            branch_off_rev: self.branch_off_rev.unwrap_or(existing.branch_off_rev),
+            package_changes: self
+                .package_changes
+                .unwrap_or_else(|| existing.package_changes.clone()),
+        }
+    }
+
+    /// A branch the table does not have: `path` is required.
+    fn new_branch(self, prefix: &str, origin: &Origin) -> Result<Branch, ConfigError> {
+        let Some(path) = self.path else {
+            return Err(ConfigError::MissingField {
+                key: format!("{prefix}.path"),
+                origin: origin.clone(),
+                reason: "required for a branch that is not built in".into(),
+            });
         };
-        match n {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.invalid(expected)),
-        }
-    }
-
-    fn ranged(&self, min: u64, max: u64) -> Result<u64, ConfigError> {
-        self.integer(min, max, &format!("expected an integer {min}-{max}"))
-    }
-
-    /// A count or size held in a `usize` (bounded far below its range).
-    fn size(&self, min: u64, max: u64) -> Result<usize, ConfigError> {
-        let n = self.ranged(min, max)?;
-        usize::try_from(n).map_err(|_| self.invalid(&format!("expected an integer {min}-{max}")))
-    }
-
-    fn positive(&self, max: u64) -> Result<u64, ConfigError> {
-        self.integer(1, max, &format!("expected an integer 1-{max}"))
-    }
-
-    fn seconds(&self) -> Result<u64, ConfigError> {
-        self.integer(
-            0,
-            MAX_SECONDS,
-            &format!("expected a number of seconds 0-{MAX_SECONDS}"),
-        )
-    }
-
-    fn threads(&self) -> Result<usize, ConfigError> {
-        let n = self.positive(MAX_THREADS)?;
-        Ok(usize::try_from(n).unwrap_or(1))
-    }
-
-    /// YAML booleans, and the spellings people use in env files and in
-    /// YAML 1.1 habits (`yes`/`no`, `1`/`0`).
-    fn boolean(&self) -> Result<bool, ConfigError> {
-        let text = match self.raw {
-            Raw::Yaml(Value::Bool(b)) => return Ok(*b),
-            Raw::Yaml(Value::String(s)) => s.as_str(),
-            Raw::Yaml(Value::Number(n)) => match n.as_u64() {
-                Some(0) => "0",
-                Some(1) => "1",
-                _ => "",
-            },
-            Raw::Yaml(_) => "",
-            Raw::Text(s) => s,
-        };
-        match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Ok(true),
-            "false" | "0" | "no" => Ok(false),
-            _ => Err(self.invalid("expected true or false (also yes/no, 1/0)")),
-        }
-    }
-
-    fn http_url(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        check_http_url(s.trim())
-            .map_err(|why| self.invalid(&format!("expected an http(s) URL ({why})")))
-    }
-
-    /// Empty disables the feature; otherwise an http(s) URL.
-    fn optional_http_url(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        if s.trim().is_empty() {
-            return Ok(String::new());
-        }
-        check_http_url(s.trim()).map_err(|why| {
-            self.invalid(&format!(
-                "expected an http(s) URL or an empty string ({why})"
-            ))
+        let branch_off_rev = self.branch_off_rev.flatten();
+        Ok(Branch {
+            path,
+            enabled: self.enabled.unwrap_or(true),
+            snapshot: self.snapshot.unwrap_or(false),
+            branch_off_rev,
+            // Same rule as the built-in table: the changes that happened
+            // before the branch was forked (all of them for snapshots).
+            package_changes: self.package_changes.unwrap_or_else(|| {
+                all_package_changes()
+                    .into_iter()
+                    .filter(|c| branch_off_rev.is_none_or(|r| c.revision <= r))
+                    .collect()
+            }),
         })
     }
-
-    /// A list of http(s) URLs: a YAML sequence of strings in the file,
-    /// comma-separated in the environment.
-    fn url_list(&self) -> Result<Vec<String>, ConfigError> {
-        let items: Vec<String> = match self.raw {
-            Raw::Text(s) => s
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect(),
-            Raw::Yaml(Value::Sequence(seq)) => {
-                let mut items = Vec::with_capacity(seq.len());
-                for item in seq {
-                    match item {
-                        Value::String(s) => items.push(s.trim().to_string()),
-                        other => {
-                            return Err(invalid(
-                                self.key,
-                                Raw::Yaml(other),
-                                self.origin,
-                                "expected a list of http(s) URLs",
-                            ));
-                        }
-                    }
-                }
-                items
-            }
-            Raw::Yaml(_) => return Err(self.invalid("expected a list of http(s) URLs")),
-        };
-        for item in &items {
-            // Entries are prefixes matched against client repository URLs,
-            // so keep them exactly as given (trailing slash included).
-            if let Err(why) = check_http_url(item) {
-                return Err(self.invalid_item(item, &format!("expected http(s) URLs ({why})")));
-            }
-        }
-        Ok(items)
-    }
-
-    /// Podman network names: the value is put into libpod URL paths, so it
-    /// must not carry `/`, `?` or spaces.
-    fn network_name(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        let mut chars = s.chars();
-        let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if !ok {
-            return Err(self.invalid("expected a network name of letters, digits, '_', '.', '-'"));
-        }
-        Ok(s)
-    }
-
-    /// Goes out verbatim as a response header, so it must be one visible line.
-    fn header_value(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        let s = s.trim();
-        if s.is_empty() || s.chars().any(|c| c.is_control() || !c.is_ascii()) {
-            return Err(self.invalid("expected a non-empty single-line ASCII string"));
-        }
-        Ok(s.to_string())
-    }
-
-    fn package_changes(&self) -> Result<Vec<PackageChange>, ConfigError> {
-        const SHAPE: &str = "expected a list of {source, target, revision, mandatory}";
-        let Raw::Yaml(value) = self.raw else {
-            return Err(self.invalid(SHAPE));
-        };
-        let changes: Vec<PackageChange> = serde_norway::from_value(value.clone())
-            .map_err(|e| self.invalid(&format!("{SHAPE} ({e})")))?;
-        if let Some(bad) = changes
-            .iter()
-            .find(|c| c.source.is_none() && c.target.is_none())
-        {
-            return Err(self.invalid(&format!(
-                "{SHAPE}: the change at revision {} has neither source nor target",
-                bad.revision
-            )));
-        }
-        Ok(changes)
-    }
-}
-
-/// Accepts an absolute http(s) URL with a host; returns it without trailing
-/// `/` because everyone joins paths onto it with `{url}/{path}`.
-fn check_http_url(s: &str) -> Result<String, &'static str> {
-    let url = url::Url::parse(s).map_err(|_| "does not parse")?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err("scheme must be http or https");
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("no host");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("no query or fragment allowed");
-    }
-    Ok(s.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -893,32 +505,5 @@ mod tests {
         // A directory with the candidate's name is not a config file.
         std::fs::create_dir(&absent).unwrap();
         assert_eq!(choose_file(None, &[absent]).unwrap(), None);
-    }
-
-    #[test]
-    fn urls_are_checked_and_trimmed() {
-        assert_eq!(
-            check_http_url("https://downloads.openwrt.org/").unwrap(),
-            "https://downloads.openwrt.org"
-        );
-        assert_eq!(
-            check_http_url("http://mirror.example/openwrt").unwrap(),
-            "http://mirror.example/openwrt"
-        );
-        assert!(check_http_url("ftp://x.example").is_err());
-        assert!(check_http_url("downloads.openwrt.org").is_err());
-        assert!(check_http_url("http://").is_err());
-        assert!(check_http_url("https://x.example/?a=b").is_err());
-        assert!(check_http_url("file:///etc/passwd").is_err());
-    }
-
-    #[test]
-    fn rendered_values_are_one_short_line() {
-        let v: Value = serde_norway::from_str("[1, \"a\\nb\"]").unwrap();
-        assert_eq!(render_value(&v), "[1,\"a\\nb\"]");
-        let long = Value::String("x".repeat(500));
-        let shown = render_value(&long);
-        assert!(shown.chars().count() <= 81, "{shown}");
-        assert!(!shown.contains('\n'));
     }
 }

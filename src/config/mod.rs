@@ -5,10 +5,13 @@
 //! `branches.rs`.
 
 mod branches;
+mod error;
 mod load;
+mod value;
 
-pub use branches::{Branch, PackageChange, default_branches};
-pub use load::{ConfigError, ConfigSource, Origin, load, load_from, render_effective};
+pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
+pub use error::{ConfigError, Origin};
+pub use load::{ConfigSource, load, load_from, render_effective};
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -58,6 +61,9 @@ pub struct Config {
     /// A request that waited this long for a handler is answered 503.
     pub server_queue_timeout_ms: u64,
     pub cors_allow_origin: String,
+    /// usign secret key to sign images with (its certificate next to it as
+    /// `<path>.ucert`); `None`: images stay unsigned.
+    pub build_key_path: Option<PathBuf>,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -103,6 +109,7 @@ impl Default for Config {
             server_max_body_bytes: 256 * 1024,
             server_queue_timeout_ms: 2000,
             cors_allow_origin: "*".into(),
+            build_key_path: None,
             branches: default_branches(),
         }
     }

@@ -84,12 +84,18 @@ pub enum ContainerError {
 }
 
 impl ContainerError {
-    /// Infrastructure trouble that may go away on its own: worth a retry.
-    pub fn is_transient(&self) -> bool {
-        matches!(
+    /// Whether a build that met this error may succeed when run again: the
+    /// one retry decision for container errors. Only a missing image and an
+    /// unsafe build output are about the request. Everything else is about
+    /// the runtime's state at that moment: the socket, a deadline, local
+    /// disk, and every API error answer, 4xx included (a container removed
+    /// under a running build answers 404, a leftover holding the name 409),
+    /// and a fresh attempt starts over with a new container.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
             self,
-            ContainerError::Unreachable { .. } | ContainerError::Timeout(_)
-        ) || matches!(self, ContainerError::Api { status, .. } if *status >= 500)
+            ContainerError::ImageMissing { .. } | ContainerError::UnsafeArchive(_)
+        )
     }
 }
 
@@ -151,3 +157,49 @@ pub trait ContainerRuntime: Send + Sync {
 pub const LABEL_SERVICE: &str = "asu.builder";
 pub const LABEL_WORKER: &str = "asu.worker";
 pub const LABEL_JOB: &str = "asu.job";
+
+/// The `list_by_label` filter for the containers of one job.
+pub fn job_label(request_hash: &str) -> String {
+    format!("{LABEL_JOB}={request_hash}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_container_errors_are_retried() {
+        let s = String::new;
+        let api = |status| ContainerError::Api {
+            status,
+            message: s(),
+        };
+        let table = [
+            (
+                ContainerError::Unreachable {
+                    socket: s(),
+                    reason: s(),
+                },
+                true,
+            ),
+            (ContainerError::Timeout(s()), true),
+            (ContainerError::Io(s()), true),
+            (api(500), true),
+            (api(502), true),
+            (api(404), true),
+            (api(409), true),
+            (api(400), true),
+            (
+                ContainerError::ImageMissing {
+                    image: s(),
+                    reason: s(),
+                },
+                false,
+            ),
+            (ContainerError::UnsafeArchive(s()), false),
+        ];
+        for (error, retryable) in table {
+            assert_eq!(error.is_retryable(), retryable, "{error:?}");
+        }
+    }
+}

@@ -1,15 +1,47 @@
 //! Queries over build_requests, build_jobs and build_results: the job queue
 //! lives entirely in SQLite so any process sharing the file can work it.
+//!
+//! Statuses and phases are bound as parameters from `JobStatus` and
+//! `Phase`, never spelled in SQL; the schema's CHECK constraint and partial
+//! index name the same texts (a test below holds them together).
 
 use super::{DbError, now_ms};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use crate::models::{BuildRequest, JobStatus, Phase};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, named_params, params};
+
+/// `ToSql`/`FromSql` for an enum stored as its text (`as_str`/`parse`).
+macro_rules! stored_as_text {
+    ($t:ty, $what:literal) => {
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                from_text(value, <$t>::parse, $what)
+            }
+        }
+    };
+}
+
+stored_as_text!(JobStatus, "job status");
+stored_as_text!(Phase, "phase");
+
+/// A text column read back through `parse`; unknown text is an error.
+fn from_text<T>(value: ValueRef<'_>, parse: fn(&str) -> Option<T>, what: &str) -> FromSqlResult<T> {
+    let text = value.as_str()?;
+    parse(text).ok_or_else(|| FromSqlError::Other(format!("unknown {what} {text:?}").into()))
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
     pub id: i64,
     pub request_hash: String,
-    pub status: String,
-    pub imagebuilder_status: String,
+    pub status: JobStatus,
+    pub imagebuilder_status: Phase,
     pub attempts: i64,
     pub max_attempts: i64,
     pub worker_id: Option<String>,
@@ -19,8 +51,17 @@ pub struct JobRow {
     pub stderr: Option<String>,
     pub build_cmd: Option<String>,
     pub expires_at: Option<i64>,
+    /// The validated request in its stored form (`BuildRequest`'s serde
+    /// form); `request()` decodes it.
     pub request_json: String,
     pub bin_dir: String,
+}
+
+impl JobRow {
+    /// The stored request, decoded with the rules it was written with.
+    pub fn request(&self) -> Result<BuildRequest, serde_json::Error> {
+        serde_json::from_str(&self.request_json)
+    }
 }
 
 const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
@@ -66,13 +107,22 @@ pub fn find_visible_job(
 ) -> Result<Option<JobRow>, DbError> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM build_jobs j JOIN build_requests r USING (request_hash) \
-         WHERE j.request_hash = ?1 AND (j.status IN ('pending', 'running') \
-            OR (j.status = 'failed' AND j.expires_at > ?2)) \
-         ORDER BY (j.status IN ('pending', 'running')) DESC, j.id DESC LIMIT 1"
+         WHERE j.request_hash = :hash AND (j.status IN (:pending, :running) \
+            OR (j.status = :failed AND j.expires_at > :now)) \
+         ORDER BY (j.status IN (:pending, :running)) DESC, j.id DESC LIMIT 1"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     Ok(stmt
-        .query_row(params![hash, now], job_from_row)
+        .query_row(
+            named_params! {
+                ":hash": hash,
+                ":now": now,
+                ":pending": JobStatus::Pending,
+                ":running": JobStatus::Running,
+                ":failed": JobStatus::Failed,
+            },
+            job_from_row,
+        )
         .optional()?)
 }
 
@@ -86,9 +136,9 @@ pub fn job_by_id(conn: &Connection, id: i64) -> Result<Option<JobRow>, DbError> 
 
 /// 0-based position among pending jobs, in claim order.
 pub fn queue_position(conn: &Connection, job_id: i64) -> Result<i64, DbError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT count(*) FROM build_jobs WHERE status = 'pending' AND id < ?1")?;
-    Ok(stmt.query_row(params![job_id], |r| r.get(0))?)
+    let mut stmt =
+        conn.prepare_cached("SELECT count(*) FROM build_jobs WHERE status = ?2 AND id < ?1")?;
+    Ok(stmt.query_row(params![job_id, JobStatus::Pending], |r| r.get(0))?)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -99,27 +149,26 @@ pub struct QueueCounts {
 
 pub fn queue_counts(conn: &Connection) -> Result<QueueCounts, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(sum(status = 'pending'), 0), coalesce(sum(status = 'running'), 0) \
-         FROM build_jobs WHERE status IN ('pending', 'running')",
+        "SELECT coalesce(sum(status = ?1), 0), coalesce(sum(status = ?2), 0) \
+         FROM build_jobs WHERE status IN (?1, ?2)",
     )?;
-    Ok(stmt.query_row([], |r| {
-        Ok(QueueCounts {
-            pending: r.get(0)?,
-            running: r.get(1)?,
-        })
-    })?)
+    Ok(
+        stmt.query_row(params![JobStatus::Pending, JobStatus::Running], |r| {
+            Ok(QueueCounts {
+                pending: r.get(0)?,
+                running: r.get(1)?,
+            })
+        })?,
+    )
 }
 
 /// What the queue needs to store for a new job.
 #[derive(Debug, Clone)]
 pub struct NewJob<'a> {
     pub request_hash: &'a str,
-    pub request_json: &'a str,
+    /// The validated request; stored in its serde form.
+    pub request: &'a BuildRequest,
     pub bin_dir: &'a str,
-    pub version: &'a str,
-    pub target: &'a str,
-    pub profile: &'a str,
-    pub diff_packages: bool,
     pub client: &'a str,
     pub enqueued_at: &'a str,
     pub max_pending: u64,
@@ -137,22 +186,23 @@ pub enum EnqueueOutcome {
     Overloaded(i64),
 }
 
-/// Check-and-insert under one write lock, so identical concurrent POSTs
-/// create exactly one job (the partial unique index backs this up).
+/// Check-and-insert under one write lock (`BEGIN IMMEDIATE`): the re-check
+/// inside it is what makes identical concurrent POSTs create exactly one
+/// job; the partial unique index on active jobs only backs it up.
 pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome, DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if find_result(&tx, job.request_hash, now)?.is_some() {
         return Ok(EnqueueOutcome::AlreadyBuilt);
     }
-    if let Some(existing) = find_visible_job(&tx, job.request_hash, now)?
-        .filter(|j| j.status == "pending" || j.status == "running")
+    if let Some(existing) =
+        find_visible_job(&tx, job.request_hash, now)?.filter(|j| j.status.is_active())
     {
         return Ok(EnqueueOutcome::Existing(existing));
     }
     let pending: i64 = tx.query_row(
-        "SELECT count(*) FROM build_jobs WHERE status = 'pending'",
-        [],
+        "SELECT count(*) FROM build_jobs WHERE status = ?1",
+        params![JobStatus::Pending],
         |r| r.get(0),
     )?;
     // The reference refuses once the queue is longer than the limit.
@@ -166,20 +216,27 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
             bin_dir = excluded.bin_dir, client = excluded.client",
         params![
             job.request_hash,
-            job.request_json,
+            serde_json::to_string(job.request).map_err(DbError::Encode)?,
             job.bin_dir,
-            job.version,
-            job.target,
-            job.profile,
-            job.diff_packages,
+            job.request.version,
+            job.request.target,
+            job.request.profile,
+            job.request.diff_packages,
             job.client,
             now
         ],
     )?;
     tx.execute(
         "INSERT INTO build_jobs (request_hash, status, imagebuilder_status, max_attempts, \
-            enqueued_at, enqueued_ms) VALUES (?1, 'pending', 'queued', ?2, ?3, ?4)",
-        params![job.request_hash, job.max_attempts, job.enqueued_at, now],
+            enqueued_at, enqueued_ms) VALUES (?1, ?5, ?6, ?2, ?3, ?4)",
+        params![
+            job.request_hash,
+            job.max_attempts,
+            job.enqueued_at,
+            now,
+            JobStatus::Pending,
+            Phase::Queued
+        ],
     )?;
     let id = tx.last_insert_rowid();
     let row = job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
@@ -197,12 +254,20 @@ pub fn claim(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id: Option<i64> = tx
         .query_row(
-            "UPDATE build_jobs SET status = 'running', imagebuilder_status = 'init', worker_id = ?1, \
-                lease_expires_at = ?2, started_at = ?3, attempts = attempts + 1, detail = 'init' \
-             WHERE id = (SELECT id FROM build_jobs WHERE status = 'pending' AND not_before <= ?3 \
+            "UPDATE build_jobs SET status = :running, imagebuilder_status = :init, \
+                worker_id = :worker, lease_expires_at = :lease, started_at = :now, \
+                attempts = attempts + 1, detail = 'init' \
+             WHERE id = (SELECT id FROM build_jobs WHERE status = :pending AND not_before <= :now \
                          ORDER BY id LIMIT 1) \
              RETURNING id",
-            params![worker, now + lease_ms, now],
+            named_params! {
+                ":worker": worker,
+                ":lease": now + lease_ms,
+                ":now": now,
+                ":pending": JobStatus::Pending,
+                ":running": JobStatus::Running,
+                ":init": Phase::Init,
+            },
             |r| r.get(0),
         )
         .optional()?;
@@ -214,11 +279,11 @@ pub fn claim(
     Ok(job)
 }
 
-pub fn set_phase(conn: &Connection, job_id: i64, phase: &str) -> Result<(), DbError> {
+pub fn set_phase(conn: &Connection, job_id: i64, phase: Phase) -> Result<(), DbError> {
     conn.prepare_cached(
-        "UPDATE build_jobs SET imagebuilder_status = ?2 WHERE id = ?1 AND status = 'running'",
+        "UPDATE build_jobs SET imagebuilder_status = ?2 WHERE id = ?1 AND status = ?3",
     )?
-    .execute(params![job_id, phase])?;
+    .execute(params![job_id, phase, JobStatus::Running])?;
     Ok(())
 }
 
@@ -229,10 +294,10 @@ pub fn renew_leases(
     until: i64,
 ) -> Result<(), DbError> {
     let mut stmt = conn.prepare_cached(
-        "UPDATE build_jobs SET lease_expires_at = ?3 WHERE id = ?1 AND worker_id = ?2 AND status = 'running'",
+        "UPDATE build_jobs SET lease_expires_at = ?3 WHERE id = ?1 AND worker_id = ?2 AND status = ?4",
     )?;
     for (id, worker) in worker_ids {
-        stmt.execute(params![id, worker, until])?;
+        stmt.execute(params![id, worker, until, JobStatus::Running])?;
     }
     Ok(())
 }
@@ -262,9 +327,15 @@ pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError
         ],
     )?;
     tx.execute(
-        "UPDATE build_jobs SET status = 'completed', imagebuilder_status = 'done', detail = 'done', \
+        "UPDATE build_jobs SET status = ?4, imagebuilder_status = ?5, detail = 'done', \
             finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1",
-        params![c.job_id, now, c.expires_at],
+        params![
+            c.job_id,
+            now,
+            c.expires_at,
+            JobStatus::Completed,
+            Phase::Done
+        ],
     )?;
     tx.commit()?;
     Ok(())
@@ -281,7 +352,7 @@ pub struct Failure<'a> {
 
 pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
     conn.prepare_cached(
-        "UPDATE build_jobs SET status = 'failed', imagebuilder_status = 'failed', detail = ?2, \
+        "UPDATE build_jobs SET status = ?8, imagebuilder_status = ?9, detail = ?2, \
             stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
             lease_expires_at = NULL WHERE id = ?1",
     )?
@@ -292,7 +363,9 @@ pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
         f.stderr,
         f.build_cmd,
         now_ms(),
-        f.expires_at
+        f.expires_at,
+        JobStatus::Failed,
+        Phase::Failed
     ])?;
     Ok(())
 }
@@ -307,12 +380,20 @@ pub fn requeue(
     note: &str,
 ) -> Result<(), DbError> {
     conn.prepare_cached(
-        "UPDATE build_jobs SET status = 'pending', imagebuilder_status = 'queued', worker_id = NULL, \
+        "UPDATE build_jobs SET status = ?5, imagebuilder_status = ?6, worker_id = NULL, \
             lease_expires_at = NULL, not_before = ?2, detail = ?4, \
             attempts = CASE WHEN ?3 THEN max(attempts - 1, 0) ELSE attempts END \
-         WHERE id = ?1 AND status = 'running'",
+         WHERE id = ?1 AND status = ?7",
     )?
-    .execute(params![job_id, not_before, refund, note])?;
+    .execute(params![
+        job_id,
+        not_before,
+        refund,
+        note,
+        JobStatus::Pending,
+        Phase::Queued,
+        JobStatus::Running
+    ])?;
     Ok(())
 }
 
@@ -328,23 +409,36 @@ pub fn recover_abandoned(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let pattern =
         own_worker_prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
-    let abandoned = "status = 'running' AND (lease_expires_at < ?1 \
-        OR (?2 IS NOT NULL AND worker_id LIKE ?2 ESCAPE '\\'))";
+    let abandoned = "status = :running AND (lease_expires_at < :now \
+        OR (:own IS NOT NULL AND worker_id LIKE :own ESCAPE '\\'))";
     let failed = tx.execute(
         &format!(
-            "UPDATE build_jobs SET status = 'failed', imagebuilder_status = 'failed', \
+            "UPDATE build_jobs SET status = :failed, imagebuilder_status = :failed_phase, \
                 detail = 'Error: the worker building this request stopped ' || attempts || ' times; giving up', \
-                finished_at = ?1, expires_at = ?3, lease_expires_at = NULL \
+                finished_at = :now, expires_at = :expires, lease_expires_at = NULL \
              WHERE {abandoned} AND attempts >= max_attempts"
         ),
-        params![now, pattern, failure_expires_at],
+        named_params! {
+            ":now": now,
+            ":own": pattern,
+            ":expires": failure_expires_at,
+            ":running": JobStatus::Running,
+            ":failed": JobStatus::Failed,
+            ":failed_phase": Phase::Failed,
+        },
     )?;
     let requeued = tx.execute(
         &format!(
-            "UPDATE build_jobs SET status = 'pending', imagebuilder_status = 'queued', worker_id = NULL, \
-                lease_expires_at = NULL, not_before = 0 WHERE {abandoned}"
+            "UPDATE build_jobs SET status = :pending, imagebuilder_status = :queued, \
+                worker_id = NULL, lease_expires_at = NULL, not_before = 0 WHERE {abandoned}"
         ),
-        params![now, pattern],
+        named_params! {
+            ":now": now,
+            ":own": pattern,
+            ":running": JobStatus::Running,
+            ":pending": JobStatus::Pending,
+            ":queued": Phase::Queued,
+        },
     )?;
     tx.commit()?;
     Ok((requeued, failed))
@@ -367,8 +461,8 @@ pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, Db
         params![now],
     )?;
     tx.execute(
-        "DELETE FROM build_jobs WHERE status IN ('completed', 'failed') AND expires_at <= ?1",
-        params![now],
+        "DELETE FROM build_jobs WHERE status IN (?2, ?3) AND expires_at <= ?1",
+        params![now, JobStatus::Completed, JobStatus::Failed],
     )?;
     tx.execute(
         "DELETE FROM build_requests WHERE request_hash NOT IN (SELECT request_hash FROM build_jobs) \
@@ -391,14 +485,55 @@ pub enum JobActivity {
 
 pub fn job_activity(conn: &Connection, hash: &str) -> Result<JobActivity, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT count(*), coalesce(sum(status IN ('pending', 'running')), 0) \
+        "SELECT count(*), coalesce(sum(status IN (?2, ?3)), 0) \
          FROM build_jobs WHERE request_hash = ?1",
     )?;
-    let (all, active): (i64, i64) =
-        stmt.query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (all, active): (i64, i64) = stmt
+        .query_row(params![hash, JobStatus::Pending, JobStatus::Running], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     Ok(match (all, active) {
         (0, _) => JobActivity::Unknown,
         (_, 0) => JobActivity::Finished,
         _ => JobActivity::Active,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The enum and the schema spell the statuses the same way.
+    #[test]
+    fn statuses_are_the_schema_s() {
+        let schema = super::super::MIGRATIONS[0].1;
+        let quoted = |s: &[JobStatus]| {
+            s.iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let check = format!("CHECK (status IN ({}))", quoted(&JobStatus::ALL));
+        assert!(schema.contains(&check), "{check}");
+        let active: Vec<JobStatus> = JobStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_active())
+            .collect();
+        let index = format!("WHERE status IN ({});", quoted(&active));
+        assert!(schema.contains(&index), "{index}");
+    }
+
+    #[test]
+    fn unknown_texts_are_errors_not_guesses() {
+        let conn = Connection::open_in_memory().unwrap();
+        let read =
+            |sql: &str| -> rusqlite::Result<JobStatus> { conn.query_row(sql, [], |r| r.get(0)) };
+        assert_eq!(read("SELECT 'running'").unwrap(), JobStatus::Running);
+        assert!(read("SELECT 'RUNNING'").is_err());
+        assert!(read("SELECT 1").is_err());
+        let phase: Phase = conn
+            .query_row("SELECT ?1", params![Phase::BuildingImage], |r| r.get(0))
+            .unwrap();
+        assert_eq!(phase, Phase::BuildingImage);
+    }
 }

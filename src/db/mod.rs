@@ -33,6 +33,8 @@ pub enum DbError {
         source: rusqlite::Error,
     },
     Sql(rusqlite::Error),
+    /// A value could not be put into its stored JSON form.
+    Encode(serde_json::Error),
 }
 
 impl std::fmt::Display for DbError {
@@ -57,6 +59,7 @@ impl std::fmt::Display for DbError {
                 write!(f, "migration {version:03} failed: {source}")
             }
             DbError::Sql(e) => write!(f, "database error: {e}"),
+            DbError::Encode(e) => write!(f, "cannot encode a stored value: {e}"),
         }
     }
 }

@@ -1,16 +1,22 @@
 //! Plain data shared between layers: the build request as clients send it,
-//! job phases and statuses.
+//! job statuses and progress phases.
 
 mod parse;
+mod patterns;
 
 pub use parse::{FILESYSTEMS, FieldError, Limits, Unprocessable, parse_build_request};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The reference `BuildRequest`, after parsing and field validation.
 /// `repositories` keeps the client's key order (it is part of the hash).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// Clients' bodies go through `parse_build_request` (the reference's rules,
+/// 422). serde's own form, every field written, is the stored form: the
+/// `request` the API echoes and what `db::jobs` keeps in `request_json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BuildRequest {
     pub distro: String,
     pub version: String,
@@ -51,6 +57,13 @@ impl Default for BuildRequest {
     }
 }
 
+/// The profile name as the reference hashes and looks it up: board names
+/// come with commas (`tplink,archer-c7-v2` from older LuCI and auc), profile
+/// ids and the alias table use `_`.
+pub fn sanitize_profile(name: &str) -> String {
+    name.replace(',', "_")
+}
+
 impl BuildRequest {
     /// Repositories as (name, url) pairs in the client's order.
     pub fn repository_pairs(&self) -> Vec<(&str, &str)> {
@@ -61,7 +74,48 @@ impl BuildRequest {
     }
 }
 
-/// Progress phase shown to clients as `imagebuilder_status`.
+/// Where a job is in its life, stored as text in `build_jobs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Waiting to be claimed (also while waiting out a retry backoff).
+    Pending,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Built; the result lives in `build_results`.
+    Completed,
+    /// Failed for good; replayed to clients for `failure_ttl_seconds`.
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<JobStatus> {
+        JobStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Pending or running: at most one such job per request hash.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobStatus::Pending | JobStatus::Running)
+    }
+}
+
+/// Progress phase shown to clients as `imagebuilder_status` (and stored in
+/// the column of that name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Queued,
@@ -76,6 +130,18 @@ pub enum Phase {
 }
 
 impl Phase {
+    pub const ALL: [Phase; 9] = [
+        Phase::Queued,
+        Phase::Init,
+        Phase::ContainerSetup,
+        Phase::ValidateRevision,
+        Phase::ValidateManifest,
+        Phase::BuildingImage,
+        Phase::SigningImages,
+        Phase::Done,
+        Phase::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Queued => "queued",
@@ -88,5 +154,51 @@ impl Phase {
             Phase::Done => "done",
             Phase::Failed => "failed",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_round_trip() {
+        for s in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(s.as_str()), Some(s));
+        }
+        for p in Phase::ALL {
+            assert_eq!(Phase::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(JobStatus::parse("Pending"), None);
+        assert_eq!(Phase::parse(""), None);
+    }
+
+    #[test]
+    fn the_stored_form_round_trips() {
+        let mut req = BuildRequest {
+            version: "1.2.3".into(),
+            target: "a/b".into(),
+            profile: "p".into(),
+            packages: vec!["+vim".into()],
+            defaults: Some("x".repeat(30000)),
+            rootfs_size_mb: Some(4096),
+            filesystem: Some("ext4".into()),
+            client: Some("luci/1".into()),
+            ..Default::default()
+        };
+        req.repositories
+            .insert("z".into(), Value::from("https://example.com/z"));
+        req.repositories
+            .insert("a".into(), Value::from("https://example.com/a"));
+        req.packages_versions
+            .insert("vim".into(), Value::from("9.1"));
+        let text = serde_json::to_string(&req).unwrap();
+        let back: BuildRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, req);
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
     }
 }

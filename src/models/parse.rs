@@ -1,8 +1,10 @@
 //! Build request body → `BuildRequest`, with the reference model's types,
-//! patterns and bounds. Violations become a readable 422 (contract decision
-//! 2); unknown keys are ignored like pydantic does.
+//! patterns and bounds. Violations become a readable 422
+//! (docs/compatibility.md, "422 bodies"); unknown keys are ignored like
+//! pydantic does.
 
 use super::BuildRequest;
+use super::patterns::Pattern;
 use serde_json::{Map, Value, json};
 
 /// Limits that come from the configuration.
@@ -12,7 +14,8 @@ pub struct Limits {
     pub max_custom_rootfs_size_mb: u64,
 }
 
-/// Filesystems the ImageBuilder knows; anything else is ignored (decision 8).
+/// Filesystems the ImageBuilder knows; anything else is ignored
+/// (docs/compatibility.md, "Lenient fields").
 pub const FILESYSTEMS: &[&str] = &[
     "squashfs",
     "ext4",
@@ -23,15 +26,6 @@ pub const FILESYSTEMS: &[&str] = &[
     "targz",
     "cpiogz",
 ];
-
-const STRING_PATTERN: &str = r"^[\w.,-]*$";
-const TARGET_PATTERN: &str = r"^[\w]*/[\w]*$";
-/// The reference's STRING_PATTERN plus one optional leading `+`: its hash
-/// and validation strip that prefix, so accepting it here loses nothing.
-const PACKAGE_PATTERN: &str = r"^\+?[\w.,-]*$";
-const PKG_VERSION_PATTERN: &str = r"^[\w+.,~-]*$";
-const REPO_NAME_PATTERN: &str = r"^[\w.-]+$";
-const REPO_URL_PATTERN: &str = r"^https?://\S+$";
 
 /// One field problem, in pydantic's vocabulary so existing tooling that
 /// reads `errors[].type` keeps working.
@@ -99,34 +93,6 @@ impl Unprocessable {
     }
 }
 
-/// Python's `\w` for str patterns: Unicode letters, digits and underscore.
-fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-fn matches_pattern(pattern: &str, s: &str) -> bool {
-    match pattern {
-        STRING_PATTERN => s.chars().all(|c| is_word(c) || ".,-".contains(c)),
-        PACKAGE_PATTERN => {
-            let name = s.strip_prefix('+').unwrap_or(s);
-            name.chars().all(|c| is_word(c) || ".,-".contains(c))
-        }
-        PKG_VERSION_PATTERN => s.chars().all(|c| is_word(c) || "+.,~-".contains(c)),
-        REPO_NAME_PATTERN => !s.is_empty() && s.chars().all(|c| is_word(c) || ".-".contains(c)),
-        TARGET_PATTERN => match s.split_once('/') {
-            Some((a, b)) => a.chars().all(is_word) && b.chars().all(is_word),
-            None => false,
-        },
-        REPO_URL_PATTERN => {
-            let rest = s
-                .strip_prefix("http://")
-                .or_else(|| s.strip_prefix("https://"));
-            matches!(rest, Some(r) if !r.is_empty() && !r.chars().any(char::is_whitespace))
-        }
-        _ => false,
-    }
-}
-
 struct Collector<'a> {
     obj: &'a Map<String, Value>,
     errors: Vec<FieldError>,
@@ -148,13 +114,13 @@ impl Collector<'_> {
         });
     }
 
-    fn pattern(&mut self, l: Vec<Value>, pattern: &str, s: &str) -> bool {
-        if matches_pattern(pattern, s) {
+    fn pattern(&mut self, l: Vec<Value>, pattern: Pattern, s: &str) -> bool {
+        if pattern.is_match(s) {
             return true;
         }
         self.push(
             l,
-            format!("String should match pattern '{pattern}'"),
+            format!("String should match pattern '{}'", pattern.text()),
             "string_pattern_mismatch",
         );
         false
@@ -164,7 +130,7 @@ impl Collector<'_> {
     fn string(
         &mut self,
         key: &str,
-        pattern: Option<&str>,
+        pattern: Option<Pattern>,
         required: bool,
         nullable: bool,
     ) -> Option<String> {
@@ -190,7 +156,7 @@ impl Collector<'_> {
         }
     }
 
-    fn string_list(&mut self, key: &str, pattern: Option<&str>) -> Vec<String> {
+    fn string_list(&mut self, key: &str, pattern: Option<Pattern>) -> Vec<String> {
         match self.obj.get(key) {
             None => Vec::new(),
             Some(Value::Array(items)) => {
@@ -218,8 +184,8 @@ impl Collector<'_> {
     fn string_map(
         &mut self,
         key: &str,
-        key_pattern: &str,
-        value_pattern: &str,
+        key_pattern: Pattern,
+        value_pattern: Pattern,
     ) -> Map<String, Value> {
         match self.obj.get(key) {
             None => Map::new(),
@@ -294,7 +260,8 @@ impl Collector<'_> {
         let l = loc(&["rootfs_size_mb"]);
         let n: i128 = match self.obj.get("rootfs_size_mb") {
             None | Some(Value::Null) => return None,
-            // LuCI sends the UCI option as a string, "" when unset (decision 8).
+            // LuCI sends the UCI option as a string, "" when unset
+            // (docs/compatibility.md, "Lenient fields").
             Some(Value::String(s)) if s.trim().is_empty() => return None,
             Some(Value::String(s)) => match s.trim().parse::<i128>() {
                 Ok(n) => n,
@@ -380,16 +347,16 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
     };
 
     let distro = c
-        .string("distro", Some(STRING_PATTERN), false, false)
+        .string("distro", Some(Pattern::String), false, false)
         .unwrap_or_else(|| "openwrt".into());
-    let version = c.string("version", Some(STRING_PATTERN), true, false);
+    let version = c.string("version", Some(Pattern::String), true, false);
     let version_code = c
-        .string("version_code", Some(STRING_PATTERN), false, false)
+        .string("version_code", Some(Pattern::String), false, false)
         .unwrap_or_default();
-    let target = c.string("target", Some(TARGET_PATTERN), true, false);
-    let profile = c.string("profile", Some(STRING_PATTERN), true, false);
-    let packages = c.string_list("packages", Some(PACKAGE_PATTERN));
-    let packages_versions = c.string_map("packages_versions", STRING_PATTERN, PKG_VERSION_PATTERN);
+    let target = c.string("target", Some(Pattern::Target), true, false);
+    let profile = c.string("profile", Some(Pattern::String), true, false);
+    let packages = c.string_list("packages", Some(Pattern::Package));
+    let packages_versions = c.string_map("packages_versions", Pattern::String, Pattern::PkgVersion);
     let diff_packages = c.boolean("diff_packages");
     let defaults = c.string("defaults", None, false, true);
     if let Some(d) = &defaults
@@ -410,7 +377,7 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
         Some(Value::String(s)) if FILESYSTEMS.contains(&s.as_str()) => Some(s.clone()),
         _ => None,
     };
-    let repositories = c.string_map("repositories", REPO_NAME_PATTERN, REPO_URL_PATTERN);
+    let repositories = c.string_map("repositories", Pattern::RepoName, Pattern::RepoUrl);
     let repositories_mode = match obj.get("repositories_mode") {
         None => "replace".to_string(),
         Some(Value::String(s)) if s == "append" || s == "replace" => s.clone(),
@@ -506,7 +473,7 @@ mod tests {
     }
 
     #[test]
-    fn lenient_fields_of_decision_8() {
+    fn lenient_fields_rootfs_size_and_filesystem() {
         let r = parse(r#"{"version":"1","target":"a/b","profile":"p","rootfs_size_mb":"","filesystem":"tmpfs"}"#)
             .unwrap();
         assert_eq!(r.rootfs_size_mb, None);

@@ -2,12 +2,12 @@
 //! failures (rows and store directories), requeues jobs whose worker died,
 //! and removes containers labelled as ours that no running job owns.
 
-use super::{LEASE, LEASE_RENEW, QueueShared};
+use super::{LEASE, LEASE_RENEW, QueueShared, Stop, stop_container, stop_job_containers};
 use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
 use crate::db::{self, jobs};
+use crate::store;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
-use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -83,17 +83,12 @@ fn kill_overdue(shared: &QueueShared) {
         if job.aborted || job.started.elapsed() <= limit {
             continue;
         }
-        let label = format!("{LABEL_JOB}={}", job.request_hash);
-        if let Ok(containers) = shared.runtime.list_by_label(&label) {
-            for c in containers {
-                log::warn!(
-                    "job {} is past job_timeout_seconds: killing {}",
-                    job.request_hash,
-                    c.name
-                );
-                let _ = shared.runtime.kill(&c.id);
-            }
-        }
+        stop_job_containers(
+            shared.runtime.as_ref(),
+            &job.request_hash,
+            Stop::Kill,
+            &format!("job {} is past job_timeout_seconds", job.request_hash),
+        );
     }
 }
 
@@ -118,26 +113,12 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
     match jobs::delete_expired(conn, db::now_ms()) {
         Ok(dirs) => {
             for dir in dirs {
-                remove_store_dir(&config.store_path, &dir);
+                store::remove_build(&config.store_path, &dir);
             }
         }
         Err(e) => log::warn!("janitor: expiring results failed: {e}"),
     }
     remove_orphan_containers(shared, conn);
-}
-
-/// Only a plain hash-named directory directly under the store is removed.
-fn remove_store_dir(store: &Path, bin_dir: &str) {
-    if bin_dir.is_empty() || !bin_dir.chars().all(|c| c.is_ascii_hexdigit()) {
-        log::warn!("janitor: refusing to remove odd store directory name {bin_dir:?}");
-        return;
-    }
-    let path = store.join(bin_dir);
-    match std::fs::remove_dir_all(&path) {
-        Ok(()) => log::debug!("expired {}", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("janitor: could not remove {}: {e}", path.display()),
-    }
 }
 
 fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
@@ -172,13 +153,11 @@ fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
         if !orphan {
             continue;
         }
-        log::warn!(
-            "removing orphaned build container {} (job {job}, worker {worker})",
-            c.name
+        stop_container(
+            shared.runtime.as_ref(),
+            &c,
+            Stop::KillAndRemove,
+            &format!("orphaned build (job {job}, worker {worker})"),
         );
-        let _ = shared.runtime.kill(&c.id);
-        if let Err(e) = shared.runtime.remove(&c.id) {
-            log::warn!("janitor: removing container {} failed: {e}", c.name);
-        }
     }
 }

@@ -2,6 +2,7 @@
 //! and run the pipeline, and the janitor that expires results, renews leases
 //! and recovers what crashed.
 
+mod disposition;
 mod inflight;
 pub mod janitor;
 mod worker;
@@ -11,7 +12,7 @@ pub use janitor::{Janitor, spawn_janitor};
 pub use worker::spawn_workers;
 
 use crate::config::Config;
-use crate::container::ContainerRuntime;
+use crate::container::{ContainerInfo, ContainerRuntime, job_label};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,27 +71,63 @@ impl QueueShared {
     pub fn abort_running(&self) {
         for job in self.inflight.snapshot() {
             self.inflight.mark_aborted(job.job_id);
-            let label = format!("{}={}", crate::container::LABEL_JOB, job.request_hash);
-            match self.runtime.list_by_label(&label) {
-                Ok(containers) => {
-                    for c in containers {
-                        let _ = self.runtime.kill(&c.id);
-                        if let Err(e) = self.runtime.remove(&c.id) {
-                            log::warn!(
-                                "could not remove container {} of job {}: {e}",
-                                c.id,
-                                job.request_hash
-                            );
-                        }
-                    }
-                }
-                Err(e) => log::warn!("could not list containers of job {}: {e}", job.request_hash),
-            }
+            stop_job_containers(
+                self.runtime.as_ref(),
+                &job.request_hash,
+                Stop::KillAndRemove,
+                "shutdown",
+            );
         }
     }
 
     pub(crate) fn wake_receiver(&self) -> &Receiver<()> {
         &self.wake_rx
+    }
+}
+
+/// What `stop_container` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// SIGKILL only: the running exec ends and the pipeline's own guard
+    /// removes the container on its way out.
+    Kill,
+    /// SIGKILL, then force-remove: nobody else will.
+    KillAndRemove,
+}
+
+/// Stop one of our containers; `why` goes into the log. Failures are only
+/// logged: the janitor's orphan sweep tries again.
+pub(crate) fn stop_container(
+    runtime: &dyn ContainerRuntime,
+    c: &ContainerInfo,
+    how: Stop,
+    why: &str,
+) {
+    log::warn!("{why}: stopping container {} ({how:?})", c.name);
+    if let Err(e) = runtime.kill(&c.id) {
+        log::warn!("{why}: killing container {} failed: {e}", c.name);
+    }
+    if how == Stop::KillAndRemove
+        && let Err(e) = runtime.remove(&c.id)
+    {
+        log::warn!("{why}: removing container {} failed: {e}", c.name);
+    }
+}
+
+/// Stop every container labelled with job `request_hash`.
+pub(crate) fn stop_job_containers(
+    runtime: &dyn ContainerRuntime,
+    request_hash: &str,
+    how: Stop,
+    why: &str,
+) {
+    match runtime.list_by_label(&job_label(request_hash)) {
+        Ok(containers) => {
+            for c in &containers {
+                stop_container(runtime, c, how, why);
+            }
+        }
+        Err(e) => log::warn!("{why}: listing the containers of job {request_hash} failed: {e}"),
     }
 }
 

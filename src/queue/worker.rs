@@ -2,10 +2,13 @@
 //! jobs enqueued by another process on the same database), claim one job,
 //! run the pipeline, record the outcome.
 
+use super::disposition::{Attempt, Disposition, disposition};
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
-use crate::db::{self, jobs, stats};
-use crate::models::{BuildRequest, Limits, Phase, parse_build_request};
+use crate::config::Config;
+use crate::db::{self, DbError, jobs, stats};
+use crate::models::{BuildRequest, Phase};
+use crate::store;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -60,7 +63,7 @@ struct DbProgress<'a> {
 
 impl Progress for DbProgress<'_> {
     fn phase(&self, phase: Phase) {
-        if let Err(e) = jobs::set_phase(self.conn, self.job_id, phase.as_str()) {
+        if let Err(e) = jobs::set_phase(self.conn, self.job_id, phase) {
             log::warn!(
                 "job {}: recording phase {} failed: {e}",
                 self.job_id,
@@ -70,77 +73,18 @@ impl Progress for DbProgress<'_> {
     }
 }
 
-/// The stored request, read back with the same rules it was written with.
-fn stored_request(json: &str) -> Option<BuildRequest> {
-    let limits = Limits {
-        max_defaults_length: usize::MAX,
-        max_custom_rootfs_size_mb: u64::MAX,
-    };
-    parse_build_request(json.as_bytes(), limits).ok()
-}
-
 fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::JobRow) {
     let config = &shared.config;
-    let now = db::now_ms();
-    let failure_expiry = now + (config.failure_ttl_seconds as i64) * 1000;
-    let Some(request) = stored_request(&job.request_json) else {
-        log::error!(
-            "job {}: stored request is unreadable; failing it",
-            job.request_hash
-        );
-        let _ = jobs::fail(
-            conn,
-            &jobs::Failure {
-                job_id: job.id,
-                detail: "Error: stored request is unreadable",
-                stdout: "",
-                stderr: "",
-                build_cmd: None,
-                expires_at: failure_expiry,
-            },
-        );
+    let failure_expiry = db::now_ms() + (config.failure_ttl_seconds as i64) * 1000;
+    let Some(build_job) = build_job(shared, conn, name, &job, failure_expiry) else {
         return;
-    };
-    log::info!(
-        "{name}: building {} ({} {} {}, attempt {}/{})",
-        job.request_hash,
-        request.version,
-        request.target,
-        request.profile,
-        job.attempts,
-        job.max_attempts
-    );
-    let build_job = BuildJob {
-        request_hash: job.request_hash.clone(),
-        bin_dir: job.bin_dir.clone(),
-        store_dir: config.store_path.join(&job.bin_dir),
-        staging_dir: builder::publish::staging_dir(&config.store_path, name),
-        request,
     };
     let request = &build_job.request;
     shared.inflight.insert(job.id, &job.request_hash, name);
     let started = Instant::now();
-    let outcome = {
-        let progress = DbProgress {
-            conn,
-            job_id: job.id,
-        };
-        // A panic in the pipeline must cost one job, not the worker thread.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            builder::run_build(config, shared.runtime.as_ref(), name, &build_job, &progress)
-        }))
-        .unwrap_or_else(|_| {
-            Err(BuildFailure {
-                kind: FailureKind::User,
-                detail: "Error: internal error while building".into(),
-                stdout: String::new(),
-                stderr: String::new(),
-                build_cmd: Vec::new(),
-            })
-        })
-    };
+    let outcome = build(shared, conn, name, &job, &build_job);
     let aborted = shared.inflight.remove(job.id);
-    builder::publish::discard(&build_job.staging_dir);
+    store::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
     let event = stats::StatEvent {
         request_hash: Some(&job.request_hash),
@@ -152,87 +96,46 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         packages: &request.packages,
         duration_s: Some(elapsed.as_secs_f64()),
     };
-    let recorded = match outcome {
-        Ok(success) => {
-            let body = done_body(&job, request, &success);
-            let ttl = result_ttl_seconds(config, request) as i64;
+    let attempt = Attempt {
+        number: job.attempts,
+        max: job.max_attempts,
+        elapsed,
+        job_timeout_seconds: config.job_timeout_seconds,
+        interrupted: aborted || shared.is_stopping(),
+    };
+    let recorded = match disposition(&outcome, &attempt) {
+        Disposition::Complete(success) => {
             log::info!(
                 "{name}: built {} in {:.1} s",
                 job.request_hash,
                 elapsed.as_secs_f64()
             );
             let _ = stats::record(conn, stats::SUCCESS, &event);
-            jobs::complete(
-                conn,
-                &jobs::Completion {
-                    job_id: job.id,
-                    request_hash: &job.request_hash,
-                    bin_dir: &job.bin_dir,
-                    result_json: &body.to_string(),
-                    duration_s: elapsed.as_secs_f64(),
-                    expires_at: db::now_ms() + ttl * 1000,
-                },
-            )
+            complete(conn, config, &job, request, success, elapsed)
         }
-        Err(_) if aborted || shared.is_stopping() => {
-            log::info!(
-                "{name}: {} interrupted by shutdown; back in the queue",
-                job.request_hash
+        Disposition::Retry {
+            after,
+            refund,
+            note,
+        } => {
+            log::warn!(
+                "{name}: {} goes back to the queue (attempt {}/{}, again in {} s): {note}",
+                job.request_hash,
+                job.attempts,
+                job.max_attempts,
+                after.as_secs(),
             );
-            jobs::requeue(conn, job.id, 0, true, "requeued at shutdown")
+            // 0: claimable at once, whatever the clocks of other processes say.
+            let not_before = match after.as_millis() {
+                0 => 0,
+                ms => db::now_ms() + ms as i64,
+            };
+            jobs::requeue(conn, job.id, not_before, refund, &note)
         }
-        Err(failure) => {
-            let timed_out = elapsed.as_secs() >= config.job_timeout_seconds;
-            if failure.kind == FailureKind::Infrastructure
-                && !timed_out
-                && job.attempts < job.max_attempts
-            {
-                let backoff = retry_backoff(job.attempts);
-                log::warn!(
-                    "{name}: {} hit an infrastructure error (attempt {}/{}), retrying in {} s: {}",
-                    job.request_hash,
-                    job.attempts,
-                    job.max_attempts,
-                    backoff.as_secs(),
-                    failure.detail
-                );
-                jobs::requeue(
-                    conn,
-                    job.id,
-                    db::now_ms() + backoff.as_millis() as i64,
-                    false,
-                    &failure.detail,
-                )
-            } else {
-                let detail = if timed_out {
-                    format!(
-                        "Error: Build timed out after {} seconds (job_timeout_seconds)",
-                        config.job_timeout_seconds
-                    )
-                } else if failure.kind == FailureKind::Infrastructure {
-                    format!(
-                        "{} (gave up after {} attempts)",
-                        failure.detail, job.attempts
-                    )
-                } else {
-                    failure.detail.clone()
-                };
-                log::warn!("{name}: {} failed: {detail}", job.request_hash);
-                let _ = stats::record(conn, stats::FAILURE, &event);
-                let build_cmd = (!failure.build_cmd.is_empty())
-                    .then(|| serde_json::to_string(&failure.build_cmd).unwrap_or_default());
-                jobs::fail(
-                    conn,
-                    &jobs::Failure {
-                        job_id: job.id,
-                        detail: &detail,
-                        stdout: &failure.stdout,
-                        stderr: &failure.stderr,
-                        build_cmd: build_cmd.as_deref(),
-                        expires_at: failure_expiry,
-                    },
-                )
-            }
+        Disposition::Fail { detail, failure } => {
+            log::warn!("{name}: {} failed: {detail}", job.request_hash);
+            let _ = stats::record(conn, stats::FAILURE, &event);
+            fail(conn, job.id, &detail, failure, failure_expiry)
         }
     };
     if let Err(e) = recorded {
@@ -243,10 +146,131 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     }
 }
 
-/// 5 s, 20 s, 80 s, … capped at 5 minutes.
-fn retry_backoff(attempt: i64) -> Duration {
-    let exp = attempt.clamp(1, 8) as u32 - 1;
-    Duration::from_secs((5u64 * 4u64.pow(exp)).min(300))
+/// The pipeline's input for a claimed job; a stored request that does not
+/// decode fails the job instead.
+fn build_job(
+    shared: &QueueShared,
+    conn: &Connection,
+    name: &str,
+    job: &jobs::JobRow,
+    failure_expiry: i64,
+) -> Option<BuildJob> {
+    let store_path = &shared.config.store_path;
+    let request = match job.request() {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(
+                "job {}: stored request is unreadable ({e}); failing it",
+                job.request_hash
+            );
+            let _ = jobs::fail(
+                conn,
+                &jobs::Failure {
+                    job_id: job.id,
+                    detail: "Error: stored request is unreadable",
+                    stdout: "",
+                    stderr: "",
+                    build_cmd: None,
+                    expires_at: failure_expiry,
+                },
+            );
+            return None;
+        }
+    };
+    log::info!(
+        "{name}: building {} ({} {} {}, attempt {}/{})",
+        job.request_hash,
+        request.version,
+        request.target,
+        request.profile,
+        job.attempts,
+        job.max_attempts
+    );
+    Some(BuildJob {
+        request_hash: job.request_hash.clone(),
+        bin_dir: job.bin_dir.clone(),
+        store_dir: store::build_dir(store_path, &job.bin_dir),
+        staging_dir: store::staging_dir(store_path, name),
+        request,
+    })
+}
+
+/// Run the pipeline; a panic in it costs one job, not the worker thread.
+fn build(
+    shared: &QueueShared,
+    conn: &Connection,
+    name: &str,
+    job: &jobs::JobRow,
+    build_job: &BuildJob,
+) -> Result<BuildSuccess, BuildFailure> {
+    let progress = DbProgress {
+        conn,
+        job_id: job.id,
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        builder::run_build(
+            &shared.config,
+            shared.runtime.as_ref(),
+            name,
+            build_job,
+            &progress,
+        )
+    }))
+    .unwrap_or_else(|_| {
+        Err(BuildFailure {
+            kind: FailureKind::Permanent,
+            detail: "Error: internal error while building".into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            build_cmd: Vec::new(),
+        })
+    })
+}
+
+/// Mark the job failed, keeping the build's output for clients.
+fn fail(
+    conn: &Connection,
+    job_id: i64,
+    detail: &str,
+    failure: &BuildFailure,
+    expires_at: i64,
+) -> Result<(), DbError> {
+    let build_cmd = (!failure.build_cmd.is_empty())
+        .then(|| serde_json::to_string(&failure.build_cmd).unwrap_or_default());
+    jobs::fail(
+        conn,
+        &jobs::Failure {
+            job_id,
+            detail,
+            stdout: &failure.stdout,
+            stderr: &failure.stderr,
+            build_cmd: build_cmd.as_deref(),
+            expires_at,
+        },
+    )
+}
+
+/// Store the 200 body with its TTL and mark the job completed.
+fn complete(
+    conn: &mut Connection,
+    config: &Config,
+    job: &jobs::JobRow,
+    request: &BuildRequest,
+    success: &BuildSuccess,
+    elapsed: Duration,
+) -> Result<(), DbError> {
+    let ttl = result_ttl_seconds(config, request) as i64;
+    jobs::complete(
+        conn,
+        &jobs::Completion {
+            job_id: job.id,
+            request_hash: &job.request_hash,
+            bin_dir: &job.bin_dir,
+            result_json: &done_body(job, request, success).to_string(),
+            duration_s: elapsed.as_secs_f64(),
+            expires_at: db::now_ms() + ttl * 1000,
+        },
+    )
 }
 
 /// The 200 body, keyed in the order the reference builds it: job meta,
@@ -254,7 +278,7 @@ fn retry_backoff(attempt: i64) -> Duration {
 fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess) -> Value {
     let mut body = Map::new();
     body.insert("detail".into(), "done".into());
-    body.insert("imagebuilder_status".into(), "done".into());
+    body.insert("imagebuilder_status".into(), Phase::Done.as_str().into());
     body.insert(
         "request".into(),
         serde_json::to_value(request).unwrap_or(Value::Null),
@@ -269,31 +293,4 @@ fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess)
     body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
     body.insert("request_hash".into(), job.request_hash.clone().into());
     Value::Object(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(retry_backoff(1), Duration::from_secs(5));
-        assert_eq!(retry_backoff(2), Duration::from_secs(20));
-        assert_eq!(retry_backoff(3), Duration::from_secs(80));
-        assert_eq!(retry_backoff(7), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn stored_request_round_trips() {
-        let req = BuildRequest {
-            version: "1.2.3".into(),
-            target: "a/b".into(),
-            profile: "p".into(),
-            defaults: Some("x".repeat(30000)),
-            rootfs_size_mb: Some(4096),
-            ..Default::default()
-        };
-        let json = serde_json::to_string(&req).unwrap();
-        assert_eq!(stored_request(&json), Some(req));
-    }
 }

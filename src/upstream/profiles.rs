@@ -2,6 +2,7 @@
 //! `reload_profiles`: every profile id and every `supported_devices` name
 //! (`,` → `_`) maps to the canonical profile id.
 
+use crate::models::sanitize_profile;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -48,7 +49,7 @@ impl ProfilesIndex {
                 // The id goes last so it wins over another profile's alias
                 // only when it comes later, exactly like the reference dict.
                 for name in devices.chain(std::iter::once(id.as_str())) {
-                    aliases.insert(name.replace(',', "_"), id.clone());
+                    aliases.insert(sanitize_profile(name), id.clone());
                 }
             }
         }
@@ -63,7 +64,7 @@ impl ProfilesIndex {
     /// Canonical id for an exact profile id or supported device name.
     pub fn lookup(&self, name: &str) -> Option<&str> {
         self.aliases
-            .get(&name.replace(',', "_"))
+            .get(&sanitize_profile(name))
             .map(String::as_str)
     }
 

@@ -1,8 +1,8 @@
-//! Pure version logic: which branch a version belongs to, where it lives
-//! upstream, and the supported/latest version lists built from
-//! `.versions.json` (the reference's `get_branch` and `reload_versions`).
+//! Pure version logic: the supported/latest version lists built from
+//! `.versions.json` (the reference's `reload_versions`) and version order.
+//! Which branch a version belongs to is `config::branch_of`.
 
-use crate::config::Branch;
+use crate::config::{Branch, branch_of};
 use serde_json::Value;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -41,42 +41,6 @@ pub fn parse_versions_file(body: &[u8]) -> Result<VersionsFile, String> {
             })
             .unwrap_or_default(),
     })
-}
-
-/// The branch name a version (or branch name) belongs to: itself when it is
-/// a configured branch, `X.Y` for `X.Y-SNAPSHOT`, else everything before the
-/// last dot (`21.02.0-rc1` → `21.02`).
-pub fn branch_name(branches: &BTreeMap<String, Branch>, version: &str) -> String {
-    if branches.contains_key(version) {
-        return version.to_owned();
-    }
-    if version.ends_with("-SNAPSHOT") {
-        return version
-            .rsplit_once('-')
-            .map_or(version, |(head, _)| head)
-            .to_owned();
-    }
-    version
-        .rsplit_once('.')
-        .map_or(version, |(head, _)| head)
-        .to_owned()
-}
-
-/// The configured branch of a version, if any (enabled or not).
-pub fn branch_of<'a>(
-    branches: &'a BTreeMap<String, Branch>,
-    version: &str,
-) -> Option<(&'a str, &'a Branch)> {
-    let name = branch_name(branches, version);
-    branches
-        .get_key_value(name.as_str())
-        .map(|(k, b)| (k.as_str(), b))
-}
-
-/// Upstream directory of a version: the branch `path` with `{version}`
-/// filled in (`releases/23.05.5`, `snapshots`). None for unknown branches.
-pub fn version_path(branches: &BTreeMap<String, Branch>, version: &str) -> Option<String> {
-    branch_of(branches, version).map(|(_, b)| b.path.replace("{version}", version))
 }
 
 fn supported(branches: &BTreeMap<String, Branch>, version: &str) -> bool {
@@ -235,34 +199,6 @@ mod tests {
             },
         );
         b
-    }
-
-    #[test]
-    fn branch_names_like_the_reference() {
-        let b = default_branches();
-        assert_eq!(branch_name(&b, "SNAPSHOT"), "SNAPSHOT");
-        assert_eq!(branch_name(&b, "24.10"), "24.10");
-        assert_eq!(branch_name(&b, "24.10.2"), "24.10");
-        assert_eq!(branch_name(&b, "21.02.0-rc1"), "21.02");
-        assert_eq!(branch_name(&b, "23.05-SNAPSHOT"), "23.05");
-        assert_eq!(branch_name(&b, "10.10.10"), "10.10");
-        assert_eq!(branch_name(&b, "invalid-version"), "invalid-version");
-        assert_eq!(branch_name(&b, "a-b-SNAPSHOT"), "a-b");
-    }
-
-    #[test]
-    fn version_paths() {
-        let b = default_branches();
-        assert_eq!(version_path(&b, "SNAPSHOT").as_deref(), Some("snapshots"));
-        assert_eq!(
-            version_path(&b, "23.05.5").as_deref(),
-            Some("releases/23.05.5")
-        );
-        assert_eq!(
-            version_path(&b, "24.10-SNAPSHOT").as_deref(),
-            Some("releases/24.10-SNAPSHOT")
-        );
-        assert_eq!(version_path(&b, "invalid-version"), None);
     }
 
     #[test]

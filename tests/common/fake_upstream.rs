@@ -7,9 +7,22 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a held request waits for `release` at most: a safety net so a
+/// broken test cannot hang the suite, never part of what a test asserts.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
+
+/// Requests for one path that wait until the test releases them.
+#[derive(Debug, Default, Clone, Copy)]
+struct Hold {
+    arrived: u64,
+    released: bool,
+    /// A request gave up waiting (HOLD_LIMIT) and was answered anyway.
+    expired: bool,
+}
 
 #[derive(Default)]
 struct State {
@@ -18,7 +31,8 @@ struct State {
     total: AtomicU64,
     not_modified: AtomicU64,
     delay_ms: AtomicU64,
-    path_delays: Mutex<HashMap<String, Duration>>,
+    holds: Mutex<HashMap<String, Hold>>,
+    hold_changed: Condvar,
     /// 0 = serve normally, else answer every request with this status.
     fail_status: AtomicU16,
     /// Replaced files: `Some(body)` served instead of the disk, `None` = 404.
@@ -114,13 +128,47 @@ impl FakeUpstream {
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
-    /// Delay answers for one path only.
-    pub fn set_path_delay(&self, path: &str, delay: Duration) {
+    /// From now on, requests for `path` wait until `release(path)`.
+    pub fn hold(&self, path: &str) {
         self.state
-            .path_delays
+            .holds
             .lock()
             .unwrap()
-            .insert(key(path), delay);
+            .insert(key(path), Hold::default());
+    }
+
+    /// Wait until `n` requests for the held `path` arrived; false when
+    /// `limit` passed first.
+    pub fn wait_held(&self, path: &str, n: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut holds = self.state.holds.lock().unwrap();
+        loop {
+            if holds.get(&key(path)).is_some_and(|h| h.arrived >= n) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            holds = self.state.hold_changed.wait_timeout(holds, left).unwrap().0;
+        }
+    }
+
+    /// Whether a request for the held `path` is still waiting for
+    /// `release` (neither released nor given up).
+    pub fn is_holding(&self, path: &str) -> bool {
+        let holds = self.state.holds.lock().unwrap();
+        holds
+            .get(&key(path))
+            .is_some_and(|h| h.arrived > 0 && !h.released && !h.expired)
+    }
+
+    /// Let the held requests for `path` (and later ones) through.
+    pub fn release(&self, path: &str) {
+        if let Some(h) = self.state.holds.lock().unwrap().get_mut(&key(path)) {
+            h.released = true;
+        }
+        self.state.hold_changed.notify_all();
     }
 
     /// Answer everything with 503 (true) or serve normally (false).
@@ -150,6 +198,10 @@ impl FakeUpstream {
 
 impl Drop for FakeUpstream {
     fn drop(&mut self) {
+        for h in self.state.holds.lock().unwrap().values_mut() {
+            h.released = true;
+        }
+        self.state.hold_changed.notify_all();
         self.server.unblock();
         if let Some(t) = self.accept.take() {
             let _ = t.join();
@@ -161,18 +213,38 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
 }
 
+fn wait_if_held(state: &State, path: &str) {
+    let deadline = Instant::now() + HOLD_LIMIT;
+    let mut holds = state.holds.lock().unwrap();
+    let Some(hold) = holds.get_mut(path) else {
+        return;
+    };
+    hold.arrived += 1;
+    state.hold_changed.notify_all();
+    loop {
+        let hold = holds.get_mut(path).expect("holds are never removed");
+        if hold.released {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            hold.expired = true;
+            return;
+        }
+        holds = state.hold_changed.wait_timeout(holds, left).unwrap().0;
+    }
+}
+
 fn serve(state: &State, request: tiny_http::Request) {
     let path = key(request.url());
     *state.hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
     state.total.fetch_add(1, Ordering::SeqCst);
 
-    let mut delay = Duration::from_millis(state.delay_ms.load(Ordering::SeqCst));
-    if let Some(d) = state.path_delays.lock().unwrap().get(&path) {
-        delay += *d;
-    }
+    let delay = Duration::from_millis(state.delay_ms.load(Ordering::SeqCst));
     if !delay.is_zero() {
         thread::sleep(delay);
     }
+    wait_if_held(state, &path);
 
     let fail = state.fail_status.load(Ordering::SeqCst);
     if fail != 0 {

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Read};
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use crate::container::{ContainerSpec, ExecRequest};
@@ -108,16 +109,18 @@ pub fn label_filter(label: &str) -> String {
 /// references, network names), so a `/`, `?` or `#` in a value can never
 /// change which endpoint is called. Podman decodes `%2F` in image names.
 pub fn path_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, PATH_SEGMENT_ESCAPES).to_string()
 }
+
+/// Everything but RFC 3986 unreserved characters, `:` and `@` (tags and
+/// digests stay readable in podman's logs).
+const PATH_SEGMENT_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b':')
+    .remove(b'@');
 
 /// The end of an image pull, as reported in podman's JSON-lines stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,6 +261,10 @@ mod tests {
             "ghcr.io%2Fopenwrt%2Fimagebuilder:x86-64-v1.2.3"
         );
         assert_eq!(path_segment("a b?#"), "a%20b%3F%23");
+        assert_eq!(
+            path_segment("x/y%z@sha256:1~_.-ü"),
+            "x%2Fy%25z@sha256:1~_.-%C3%BC"
+        );
     }
 
     #[test]

@@ -6,67 +6,19 @@
 //! so a slow URL cannot block the others. Waiters sleep on one condvar and
 //! re-check their own slot on every wake-up.
 
+mod doc;
+mod table;
+
+pub use doc::Doc;
+
 use super::UpstreamError;
 use super::http::{Fetcher, Reply, Validators};
-use rusqlite::{Connection, OptionalExtension, params};
-use std::any::Any;
+use doc::Content;
+use rusqlite::Connection;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-
-type Parsed = Result<Arc<dyn Any + Send + Sync>, String>;
-
-/// The bytes of one upstream file plus what was derived from them. Shared
-/// between successive `Doc`s when upstream answers 304.
-pub struct Content {
-    pub body: Vec<u8>,
-    pub validators: Validators,
-    /// Parsed form, computed once per body (profiles.json is large and read
-    /// on every build request).
-    parsed: OnceLock<Parsed>,
-}
-
-/// One cached answer for a URL.
-pub struct Doc {
-    /// `false` when upstream said 404/410 (cached briefly, never persisted).
-    pub found: bool,
-    pub content: Arc<Content>,
-    /// Unix milliseconds.
-    pub fetched_at: i64,
-    pub expires_at: i64,
-}
-
-impl Doc {
-    pub fn body(&self) -> &[u8] {
-        &self.content.body
-    }
-
-    fn fresh(&self, now: i64, max_age: Option<Duration>) -> bool {
-        now < self.expires_at
-            && max_age.is_none_or(|m| now.saturating_sub(self.fetched_at) <= m.as_millis() as i64)
-    }
-
-    /// The body parsed as `T`, parsed at most once per body. Each URL is
-    /// only ever parsed into one type; if a caller asks for another type the
-    /// body is parsed again without caching rather than failing.
-    pub fn parsed<T, F>(&self, parse: F) -> Result<Arc<T>, String>
-    where
-        T: Send + Sync + 'static,
-        F: Fn(&[u8]) -> Result<T, String>,
-    {
-        let cached = self.content.parsed.get_or_init(|| {
-            parse(&self.content.body).map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
-        });
-        match cached {
-            Ok(any) => match Arc::clone(any).downcast::<T>() {
-                Ok(v) => Ok(v),
-                Err(_) => parse(&self.content.body).map(Arc::new),
-            },
-            Err(e) => Err(e.clone()),
-        }
-    }
-}
 
 /// How long answers stay fresh, chosen per URL by the caller.
 #[derive(Debug, Clone, Copy)]
@@ -282,14 +234,7 @@ impl Cache {
         };
         match self.fetcher.fetch(url, &validators) {
             Ok(Reply::Ok { body, validators }) => {
-                let doc = fresh(
-                    true,
-                    Arc::new(Content {
-                        body,
-                        validators,
-                        parsed: OnceLock::new(),
-                    }),
-                );
+                let doc = fresh(true, Arc::new(Content::new(body, validators)));
                 self.install(url, Some(Arc::clone(&doc)), None);
                 self.store_row(url, &doc);
                 Ok(doc)
@@ -312,11 +257,7 @@ impl Cache {
             Ok(Reply::NotFound) => {
                 let doc = fresh(
                     false,
-                    Arc::new(Content {
-                        body: Vec::new(),
-                        validators: Validators::default(),
-                        parsed: OnceLock::new(),
-                    }),
+                    Arc::new(Content::new(Vec::new(), Validators::default())),
                 );
                 self.install(url, Some(Arc::clone(&doc)), None);
                 Ok(doc)
@@ -392,30 +333,7 @@ impl Cache {
 
     fn load_row(&self, url: &str) -> Option<Doc> {
         let db = self.db.as_ref()?;
-        let conn = lock(db);
-        let row = conn
-            .query_row(
-                "SELECT body, etag, last_modified, fetched_at, expires_at
-                 FROM metadata_cache WHERE url = ?1 AND status = 200",
-                params![url],
-                |r| {
-                    Ok(Doc {
-                        found: true,
-                        content: Arc::new(Content {
-                            body: r.get(0)?,
-                            validators: Validators {
-                                etag: r.get(1)?,
-                                last_modified: r.get(2)?,
-                            },
-                            parsed: OnceLock::new(),
-                        }),
-                        fetched_at: r.get(3)?,
-                        expires_at: r.get(4)?,
-                    })
-                },
-            )
-            .optional();
-        match row {
+        match table::load(&lock(db), url) {
             Ok(doc) => doc,
             Err(e) => {
                 log::warn!("metadata cache read for {url} failed: {e}");
@@ -426,25 +344,7 @@ impl Cache {
 
     fn store_row(&self, url: &str, doc: &Doc) {
         let Some(db) = self.db.as_ref() else { return };
-        let conn = lock(db);
-        let res = conn.execute(
-            "INSERT INTO metadata_cache
-                 (url, status, body, etag, last_modified, fetched_at, expires_at)
-             VALUES (?1, 200, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(url) DO UPDATE SET
-                 status = 200, body = excluded.body, etag = excluded.etag,
-                 last_modified = excluded.last_modified,
-                 fetched_at = excluded.fetched_at, expires_at = excluded.expires_at",
-            params![
-                url,
-                doc.body(),
-                doc.content.validators.etag,
-                doc.content.validators.last_modified,
-                doc.fetched_at,
-                doc.expires_at
-            ],
-        );
-        if let Err(e) = res {
+        if let Err(e) = table::store(&lock(db), url, doc) {
             // The memory copy still serves; persistence is an optimisation.
             log::warn!("metadata cache write for {url} failed: {e}");
         }
@@ -454,10 +354,7 @@ impl Cache {
     pub fn prune(&self, older_than: Duration) {
         let Some(db) = self.db.as_ref() else { return };
         let cutoff = now_ms().saturating_sub(ms(older_than));
-        if let Err(e) = lock(db).execute(
-            "DELETE FROM metadata_cache WHERE expires_at < ?1",
-            params![cutoff],
-        ) {
+        if let Err(e) = table::prune(&lock(db), cutoff) {
             log::warn!("metadata cache prune failed: {e}");
         }
     }

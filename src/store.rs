@@ -1,0 +1,158 @@
+//! The store directory, `{store_path}`: its layout has one owner, here.
+//!
+//! - `{store}/{bin_dir}/` holds one finished build, served under `/store/`;
+//!   `bin_dir` is a request hash (lowercase hex).
+//! - `{store}/.staging/{worker}/` holds the build a worker is running. Images
+//!   are copied out of the container into it and only renamed into
+//!   `{store}/{bin_dir}` once the build succeeded, so clients never download
+//!   from a half-written or failed build, and two builds that resolve to the
+//!   same `bin_dir` (an alias and its canonical profile) replace each other
+//!   whole instead of interleaving files. It is never served.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Directory under the store root that holds builds in progress.
+const STAGING_DIR: &str = ".staging";
+
+/// Where the finished build `bin_dir` lives.
+pub fn build_dir(store: &Path, bin_dir: &str) -> PathBuf {
+    store.join(bin_dir)
+}
+
+/// Where a worker stages its builds: one directory per worker thread.
+pub fn staging_dir(store: &Path, worker: &str) -> PathBuf {
+    let name: String = worker
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    store.join(STAGING_DIR).join(name)
+}
+
+/// Rename `staging` to `dest`, replacing an existing `dest` whole.
+pub fn publish(staging: &Path, dest: &Path) -> io::Result<()> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::rename(staging, dest) {
+        Ok(()) => return Ok(()),
+        Err(e) if !dest.exists() => return Err(e),
+        Err(_) => {}
+    }
+    // Another build of this bin_dir is already there: swap it out, then
+    // delete it. Downloads that opened a file keep reading the old inode.
+    let old = staging.with_extension(format!("replaced-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&old);
+    std::fs::rename(dest, &old)?;
+    let moved = std::fs::rename(staging, dest);
+    if let Err(e) = std::fs::remove_dir_all(&old) {
+        log::warn!("could not remove replaced build {}: {e}", old.display());
+    }
+    moved
+}
+
+/// Whether `path` may be downloaded: a file strictly inside the store and
+/// outside the staging area. Both paths must already be canonical (so `..`
+/// and symlinks are resolved); `starts_with` compares whole components, so
+/// `/store-evil` is not inside `/store`.
+pub fn is_servable(canonical_store: &Path, canonical_path: &Path) -> bool {
+    canonical_path.starts_with(canonical_store)
+        && canonical_path != canonical_store
+        && !canonical_path.starts_with(canonical_store.join(STAGING_DIR))
+}
+
+/// Delete an expired build. Only a plain hash-named directory directly under
+/// the store is removed, whatever the database says.
+pub fn remove_build(store: &Path, bin_dir: &str) {
+    if bin_dir.is_empty() || !bin_dir.chars().all(|c| c.is_ascii_hexdigit()) {
+        log::warn!("refusing to remove odd store directory name {bin_dir:?}");
+        return;
+    }
+    let path = build_dir(store, bin_dir);
+    match std::fs::remove_dir_all(&path) {
+        Ok(()) => log::debug!("expired {}", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("could not remove {}: {e}", path.display()),
+    }
+}
+
+/// Remove a staging directory; a missing one is fine.
+pub fn discard(staging: &Path) {
+    match std::fs::remove_dir_all(staging) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!(
+            "could not remove staging directory {}: {e}",
+            staging.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_moves_and_replaces_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path().join("store");
+        let dest = store.join("abc");
+        let staging = staging_dir(&store, "worker-1/2");
+        assert!(staging.ends_with(".staging/worker-1_2"));
+
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("a.bin"), b"one").unwrap();
+        std::fs::write(staging.join("old-only.bin"), b"x").unwrap();
+        publish(&staging, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"one");
+        assert!(!staging.exists());
+
+        std::fs::create_dir_all(&staging).unwrap();
+        std::fs::write(staging.join("a.bin"), b"two").unwrap();
+        publish(&staging, &dest).unwrap();
+        assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), b"two");
+        assert!(
+            !dest.join("old-only.bin").exists(),
+            "no files mixed from two builds"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(store.join(STAGING_DIR))
+            .unwrap()
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        discard(&staging);
+    }
+
+    #[test]
+    fn staging_is_never_servable() {
+        let store = Path::new("/srv/store");
+        assert!(is_servable(store, Path::new("/srv/store/abc/x.bin")));
+        assert!(!is_servable(store, store));
+        assert!(!is_servable(store, Path::new("/srv/store-evil/x")));
+        assert!(!is_servable(
+            store,
+            Path::new("/srv/store/.staging/w/x.bin")
+        ));
+        assert!(!is_servable(store, Path::new("/srv/other/x.bin")));
+    }
+
+    #[test]
+    fn only_hash_named_builds_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        for name in ["abc123", "keep", ".staging"] {
+            std::fs::create_dir_all(root.path().join(name)).unwrap();
+        }
+        remove_build(root.path(), "abc123");
+        remove_build(root.path(), "keep");
+        remove_build(root.path(), "../x");
+        remove_build(root.path(), "");
+        assert!(!root.path().join("abc123").exists());
+        assert!(root.path().join("keep").exists());
+        remove_build(root.path(), "abc123");
+    }
+}
