@@ -1,10 +1,13 @@
 //! Plain data shared between layers: the build request as clients send it,
 //! job statuses and progress phases.
 
+pub mod bounds;
 mod parse;
 mod patterns;
+mod unprocessable;
 
-pub use parse::{FILESYSTEMS, FieldError, Limits, Unprocessable, parse_build_request};
+pub use parse::{FILESYSTEMS, Limits, parse_build_request};
+pub use unprocessable::{FieldError, Unprocessable};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

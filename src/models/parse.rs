@@ -4,8 +4,10 @@
 //! pydantic does.
 
 use super::BuildRequest;
+use super::bounds::*;
 use super::patterns::Pattern;
-use serde_json::{Map, Value, json};
+use super::unprocessable::{FieldError, Unprocessable};
+use serde_json::{Map, Value};
 
 /// Limits that come from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -27,75 +29,11 @@ pub const FILESYSTEMS: &[&str] = &[
     "cpiogz",
 ];
 
-/// One field problem, in pydantic's vocabulary so existing tooling that
-/// reads `errors[].type` keeps working.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FieldError {
-    pub loc: Vec<Value>,
-    pub msg: String,
-    pub kind: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unprocessable {
-    pub errors: Vec<FieldError>,
-}
-
-impl Unprocessable {
-    fn single(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> Self {
-        Unprocessable {
-            errors: vec![FieldError {
-                loc,
-                msg: msg.into(),
-                kind,
-            }],
-        }
-    }
-
-    /// One human sentence naming the first field and its rule.
-    pub fn detail(&self) -> String {
-        let Some(first) = self.errors.first() else {
-            return "Invalid request body.".into();
-        };
-        let field: Vec<String> = first
-            .loc
-            .iter()
-            .skip(1)
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect();
-        let mut s = if field.is_empty() {
-            format!("Invalid request body: {}", first.msg)
-        } else {
-            format!("Invalid value for '{}': {}", field.join("."), first.msg)
-        };
-        if self.errors.len() > 1 {
-            s.push_str(&format!(" (and {} more errors)", self.errors.len() - 1));
-        }
-        s.push('.');
-        s
-    }
-
-    pub fn body(&self) -> Value {
-        let errors: Vec<Value> = self
-            .errors
-            .iter()
-            .map(|e| json!({"loc": e.loc, "msg": e.msg, "type": e.kind}))
-            .collect();
-        json!({
-            "status": 422,
-            "title": "Unprocessable Entity",
-            "detail": self.detail(),
-            "errors": errors,
-        })
-    }
-}
-
 struct Collector<'a> {
     obj: &'a Map<String, Value>,
+    /// The first `MAX_LISTED_ERRORS` problems; the rest are only counted.
     errors: Vec<FieldError>,
+    omitted: usize,
 }
 
 fn loc(parts: &[&str]) -> Vec<Value> {
@@ -105,13 +43,57 @@ fn loc(parts: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// A client-chosen dictionary key as quoted in an error location: cut to
+/// `MAX_QUOTED_CHARS`, so the answer stays small whatever the key.
+fn quoted_key(k: &str) -> Value {
+    match k.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => Value::from(k),
+        Some((cut, _)) => Value::from(format!("{}…", &k[..cut])),
+    }
+}
+
+fn chars_over(s: &str, max: usize) -> bool {
+    // Bytes bound characters from above: most strings skip the count.
+    s.len() > max && s.chars().count() > max
+}
+
 impl Collector<'_> {
     fn push(&mut self, loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) {
+        if self.errors.len() >= MAX_LISTED_ERRORS {
+            self.omitted += 1;
+            return;
+        }
         self.errors.push(FieldError {
             loc,
             msg: msg.into(),
             kind,
         });
+    }
+
+    /// pydantic's `string_too_long`; false (and an error) when `s` is longer.
+    fn length(&mut self, l: Vec<Value>, s: &str, max: usize) -> bool {
+        if !chars_over(s, max) {
+            return true;
+        }
+        self.push(
+            l,
+            format!("String should have at most {max} characters"),
+            "string_too_long",
+        );
+        false
+    }
+
+    /// pydantic's `too_long` for a list or dictionary of `n` items.
+    fn too_many(&mut self, key: &str, what: &str, n: usize, max: usize) -> bool {
+        if n <= max {
+            return false;
+        }
+        self.push(
+            loc(&[key]),
+            format!("{what} should have at most {max} items after validation, not {n}"),
+            "too_long",
+        );
+        true
     }
 
     fn pattern(&mut self, l: Vec<Value>, pattern: Pattern, s: &str) -> bool {
@@ -126,13 +108,25 @@ impl Collector<'_> {
         false
     }
 
-    /// A string field; `None` when absent, null (for optional fields) or invalid.
+    /// A string field of at most `MAX_NAME_CHARS`; `None` when absent, null
+    /// (for optional fields) or invalid.
     fn string(
         &mut self,
         key: &str,
         pattern: Option<Pattern>,
         required: bool,
         nullable: bool,
+    ) -> Option<String> {
+        self.string_within(key, pattern, required, nullable, MAX_NAME_CHARS)
+    }
+
+    fn string_within(
+        &mut self,
+        key: &str,
+        pattern: Option<Pattern>,
+        required: bool,
+        nullable: bool,
+        max_chars: usize,
     ) -> Option<String> {
         match self.obj.get(key) {
             None if required => {
@@ -142,6 +136,9 @@ impl Collector<'_> {
             None => None,
             Some(Value::Null) if nullable => None,
             Some(Value::String(s)) => {
+                if !self.length(loc(&[key]), s, max_chars) {
+                    return None;
+                }
                 if let Some(p) = pattern
                     && !self.pattern(loc(&[key]), p, s)
                 {
@@ -156,20 +153,33 @@ impl Collector<'_> {
         }
     }
 
-    fn string_list(&mut self, key: &str, pattern: Option<Pattern>) -> Vec<String> {
+    /// A list of at most `max_items` strings of at most `max_chars` each.
+    fn string_list(
+        &mut self,
+        key: &str,
+        pattern: Option<Pattern>,
+        max_items: usize,
+        max_chars: usize,
+    ) -> Vec<String> {
         match self.obj.get(key) {
             None => Vec::new(),
             Some(Value::Array(items)) => {
+                // Too many: one error for the list, not one per item.
+                if self.too_many(key, "List", items.len(), max_items) {
+                    return Vec::new();
+                }
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    let l = vec![Value::from("body"), Value::from(key), Value::from(i)];
+                    let l = || vec![Value::from("body"), Value::from(key), Value::from(i)];
                     match item {
                         Value::String(s) => {
-                            if pattern.is_none_or(|p| self.pattern(l, p, s)) {
+                            if self.length(l(), s, max_chars)
+                                && pattern.is_none_or(|p| self.pattern(l(), p, s))
+                            {
                                 out.push(s.clone());
                             }
                         }
-                        _ => self.push(l, "Input should be a valid string", "string_type"),
+                        _ => self.push(l(), "Input should be a valid string", "string_type"),
                     }
                 }
                 out
@@ -181,39 +191,43 @@ impl Collector<'_> {
         }
     }
 
+    /// A dictionary of at most `max_items` string entries; keys of at most
+    /// `MAX_NAME_CHARS`, values of at most `max_value_chars`.
     fn string_map(
         &mut self,
         key: &str,
         key_pattern: Pattern,
         value_pattern: Pattern,
+        max_items: usize,
+        max_value_chars: usize,
     ) -> Map<String, Value> {
         match self.obj.get(key) {
             None => Map::new(),
             Some(Value::Object(m)) => {
+                if self.too_many(key, "Dictionary", m.len(), max_items) {
+                    return Map::new();
+                }
                 let mut out = Map::new();
                 for (k, v) in m {
-                    let ok_key = self.pattern(
-                        vec![
-                            Value::from("body"),
-                            Value::from(key),
-                            Value::from(k.as_str()),
-                            Value::from("[key]"),
-                        ],
-                        key_pattern,
-                        k,
-                    );
-                    let l = vec![
+                    let key_loc = vec![
                         Value::from("body"),
                         Value::from(key),
-                        Value::from(k.as_str()),
+                        quoted_key(k),
+                        Value::from("[key]"),
                     ];
+                    let ok_key = self.length(key_loc.clone(), k, MAX_NAME_CHARS)
+                        && self.pattern(key_loc, key_pattern, k);
+                    let l = || vec![Value::from("body"), Value::from(key), quoted_key(k)];
                     match v {
                         Value::String(s) => {
-                            if self.pattern(l, value_pattern, s) && ok_key {
+                            if self.length(l(), s, max_value_chars)
+                                && self.pattern(l(), value_pattern, s)
+                                && ok_key
+                            {
                                 out.insert(k.clone(), v.clone());
                             }
                         }
-                        _ => self.push(l, "Input should be a valid string", "string_type"),
+                        _ => self.push(l(), "Input should be a valid string", "string_type"),
                     }
                 }
                 out
@@ -344,6 +358,7 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
     let mut c = Collector {
         obj: &obj,
         errors: Vec::new(),
+        omitted: 0,
     };
 
     let distro = c
@@ -355,29 +370,34 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
         .unwrap_or_default();
     let target = c.string("target", Some(Pattern::Target), true, false);
     let profile = c.string("profile", Some(Pattern::String), true, false);
-    let packages = c.string_list("packages", Some(Pattern::Package));
-    let packages_versions = c.string_map("packages_versions", Pattern::String, Pattern::PkgVersion);
+    let packages = c.string_list(
+        "packages",
+        Some(Pattern::Package),
+        MAX_PACKAGES,
+        MAX_NAME_CHARS,
+    );
+    let packages_versions = c.string_map(
+        "packages_versions",
+        Pattern::String,
+        Pattern::PkgVersion,
+        MAX_PACKAGE_VERSIONS,
+        MAX_NAME_CHARS,
+    );
     let diff_packages = c.boolean("diff_packages");
-    let defaults = c.string("defaults", None, false, true);
-    if let Some(d) = &defaults
-        && d.chars().count() > limits.max_defaults_length
-    {
-        c.push(
-            loc(&["defaults"]),
-            format!(
-                "String should have at most {} characters",
-                limits.max_defaults_length
-            ),
-            "string_too_long",
-        );
-    }
+    let defaults = c.string_within("defaults", None, false, true, limits.max_defaults_length);
     let rootfs_size_mb = c.rootfs_size(limits.max_custom_rootfs_size_mb);
     // Routers pass their current rootfs type through, whatever it is.
     let filesystem = match obj.get("filesystem") {
         Some(Value::String(s)) if FILESYSTEMS.contains(&s.as_str()) => Some(s.clone()),
         _ => None,
     };
-    let repositories = c.string_map("repositories", Pattern::RepoName, Pattern::RepoUrl);
+    let repositories = c.string_map(
+        "repositories",
+        Pattern::RepoName,
+        Pattern::RepoUrl,
+        MAX_REPOSITORIES,
+        MAX_URL_CHARS,
+    );
     let repositories_mode = match obj.get("repositories_mode") {
         None => "replace".to_string(),
         Some(Value::String(s)) if s == "append" || s == "replace" => s.clone(),
@@ -390,11 +410,15 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
             String::new()
         }
     };
-    let repository_keys = c.string_list("repository_keys", None);
+    let repository_keys =
+        c.string_list("repository_keys", None, MAX_REPOSITORY_KEYS, MAX_KEY_CHARS);
     let client = c.string("client", None, false, true);
 
     if !c.errors.is_empty() {
-        return Err(Unprocessable { errors: c.errors });
+        return Err(Unprocessable {
+            errors: c.errors,
+            omitted: c.omitted,
+        });
     }
     Ok(BuildRequest {
         distro,
@@ -416,120 +440,4 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits {
-        max_defaults_length: 20480,
-        max_custom_rootfs_size_mb: 1024,
-    };
-
-    fn parse(s: &str) -> Result<BuildRequest, Unprocessable> {
-        parse_build_request(s.as_bytes(), LIMITS)
-    }
-
-    fn first_loc(e: &Unprocessable) -> Vec<Value> {
-        e.errors[0].loc.clone()
-    }
-
-    #[test]
-    fn minimal_request_gets_reference_defaults() {
-        let r = parse(r#"{"version":"1.2.3","target":"a/b","profile":"p","bogus":1}"#).unwrap();
-        assert_eq!(r.distro, "openwrt");
-        assert_eq!(r.repositories_mode, "replace");
-        assert!(!r.diff_packages);
-        assert_eq!(r.rootfs_size_mb, None);
-    }
-
-    #[test]
-    fn missing_required_fields_are_listed() {
-        let e = parse(r#"{"version":"1.2.3"}"#).unwrap_err();
-        assert_eq!(e.errors.len(), 2);
-        assert_eq!(first_loc(&e), vec![json!("body"), json!("target")]);
-        assert_eq!(
-            e.detail(),
-            "Invalid value for 'target': Field required (and 1 more errors)."
-        );
-        assert_eq!(e.body()["status"], 422);
-    }
-
-    #[test]
-    fn patterns_are_enforced() {
-        for bad in [
-            r#"{"version":"1.2.3;rm","target":"a/b","profile":"p"}"#,
-            r#"{"version":"1","target":"ab","profile":"p"}"#,
-            r#"{"version":"1","target":"a/b/c","profile":"p"}"#,
-            r#"{"version":"1","target":"a/b","profile":"p q"}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","packages":["a b"]}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","packages_versions":{"a":"1 2"}}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","repositories":{"x":"ftp://a"}}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","repositories":{"x y":"http://a"}}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","repositories_mode":"merge"}"#,
-            r#"{"version":"1","target":"a/b","profile":"p","packages":"vim"}"#,
-            r#"{"version":1,"target":"a/b","profile":"p"}"#,
-        ] {
-            assert!(parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn lenient_fields_rootfs_size_and_filesystem() {
-        let r = parse(r#"{"version":"1","target":"a/b","profile":"p","rootfs_size_mb":"","filesystem":"tmpfs"}"#)
-            .unwrap();
-        assert_eq!(r.rootfs_size_mb, None);
-        assert_eq!(r.filesystem, None);
-        let r = parse(r#"{"version":"1","target":"a/b","profile":"p","rootfs_size_mb":"256","filesystem":"ext4"}"#)
-            .unwrap();
-        assert_eq!(r.rootfs_size_mb, Some(256));
-        assert_eq!(r.filesystem.as_deref(), Some("ext4"));
-    }
-
-    #[test]
-    fn rootfs_bounds() {
-        for (v, ok) in [
-            ("0", false),
-            ("1", true),
-            ("1024", true),
-            ("1025", false),
-            ("\"x\"", false),
-            ("2.5", false),
-            ("256.0", true),
-        ] {
-            let body =
-                format!(r#"{{"version":"1","target":"a/b","profile":"p","rootfs_size_mb":{v}}}"#);
-            assert_eq!(parse(&body).is_ok(), ok, "{v}");
-        }
-    }
-
-    #[test]
-    fn defaults_length_limit() {
-        let long = "x".repeat(20481);
-        let body = format!(r#"{{"version":"1","target":"a/b","profile":"p","defaults":"{long}"}}"#);
-        let e = parse(&body).unwrap_err();
-        assert_eq!(e.errors[0].kind, "string_too_long");
-        let ok = format!(
-            r#"{{"version":"1","target":"a/b","profile":"p","defaults":"{}"}}"#,
-            &long[1..]
-        );
-        assert!(parse(&ok).is_ok());
-    }
-
-    #[test]
-    fn not_json_or_not_object_or_empty() {
-        assert_eq!(parse("").unwrap_err().errors[0].kind, "missing");
-        assert_eq!(parse("{").unwrap_err().errors[0].kind, "json_invalid");
-        assert_eq!(
-            parse("[1]").unwrap_err().errors[0].kind,
-            "model_attributes_type"
-        );
-    }
-
-    #[test]
-    fn repositories_keep_order_and_bool_is_lax() {
-        let r = parse(r#"{"version":"1","target":"a/b","profile":"p","diff_packages":"true","repositories":{"z":"http://z","a":"https://a"}}"#)
-            .unwrap();
-        assert!(r.diff_packages);
-        let names: Vec<&String> = r.repositories.keys().collect();
-        assert_eq!(names, ["z", "a"]);
-    }
-}
+mod tests;
