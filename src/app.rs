@@ -6,7 +6,9 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::container::ContainerRuntime;
 use crate::db;
+use crate::metrics::Metrics;
 use crate::queue::{self, Janitor, QueueShared};
+use crate::stats;
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub struct App {
     queue: Arc<QueueShared>,
     workers: Vec<JoinHandle<()>>,
     janitor: Janitor,
+    stats: stats::Writer,
 }
 
 pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
@@ -52,7 +55,10 @@ pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, 
         .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
     let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
-    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime));
+    let metrics = Arc::new(Metrics::default());
+    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&config), Arc::clone(&metrics))
+        .map_err(StartError::Thread)?;
+    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime), recorder.clone());
 
     match runtime.ping() {
         Ok(v) => log::info!(
@@ -73,6 +79,8 @@ pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, 
         config: Arc::clone(&config),
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
+        metrics,
+        stats: recorder,
     });
     let server = api::server::start(state).map_err(|e| StartError::Server(e.to_string()))?;
     Ok(App {
@@ -80,6 +88,7 @@ pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, 
         queue,
         workers,
         janitor,
+        stats: stats_writer,
     })
 }
 
@@ -94,6 +103,12 @@ impl App {
         let mut conn = db::open(&self.queue.config.database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
         Ok(())
+    }
+
+    /// Commit every statistics event recorded so far (tests read the
+    /// tables right after); false if the writer did not answer in time.
+    pub fn flush_stats(&self) -> bool {
+        self.stats.flush(Duration::from_secs(30))
     }
 
     /// Stop accepting and finish in-flight requests; give running builds
@@ -116,5 +131,7 @@ impl App {
             let _ = w.join();
         }
         self.janitor.stop();
+        // Last: every producer of statistics events has stopped.
+        self.stats.stop();
     }
 }

@@ -12,3 +12,5 @@ pub mod models;
 pub mod queue;
 pub mod upstream;
 pub mod validate;
+pub mod metrics;
+pub mod stats;

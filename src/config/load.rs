@@ -28,6 +28,9 @@ const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// host, and a typo like `40000` should fail loudly instead of at spawn.
 const MAX_THREADS: u64 = 1024;
 
+/// Upper bound for the statistics retention keys: ten years of days.
+pub const MAX_STATS_DAYS: u64 = 3650;
+
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Where a value came from, for error messages.
@@ -420,6 +423,10 @@ fn apply_key(
         "container_network" => config.container_network = v.network_name()?,
         "server_threads" => config.server_threads = v.threads()?,
         "cors_allow_origin" => config.cors_allow_origin = v.header_value()?,
+        "stats_retention_days" => config.stats_retention_days = v.positive(MAX_STATS_DAYS)?,
+        "stats_rollup_retention_days" => {
+            config.stats_rollup_retention_days = v.positive(MAX_STATS_DAYS)?
+        }
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),

@@ -45,6 +45,10 @@ pub struct Config {
     pub container_network: String,
     pub server_threads: usize,
     pub cors_allow_origin: String,
+    /// Raw statistics events older than this are deleted.
+    pub stats_retention_days: u64,
+    /// Daily statistics rollups older than this are deleted.
+    pub stats_rollup_retention_days: u64,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -84,6 +88,8 @@ impl Default for Config {
             container_network: "asu-build".into(),
             server_threads: std::cmp::max(4, 2 * cores),
             cors_allow_origin: "*".into(),
+            stats_retention_days: 30,
+            stats_rollup_retention_days: 730,
             branches: default_branches(),
         }
     }

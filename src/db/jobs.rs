@@ -323,22 +323,22 @@ pub fn recover_abandoned(
     conn: &mut Connection,
     own_worker_prefix: Option<&str>,
     failure_expires_at: i64,
-) -> Result<(usize, usize), DbError> {
+) -> Result<(usize, Vec<i64>), DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let pattern =
         own_worker_prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
     let abandoned = "status = 'running' AND (lease_expires_at < ?1 \
         OR (?2 IS NOT NULL AND worker_id LIKE ?2 ESCAPE '\\'))";
-    let failed = tx.execute(
-        &format!(
+    let failed: Vec<i64> = tx
+        .prepare(&format!(
             "UPDATE build_jobs SET status = 'failed', imagebuilder_status = 'failed', \
                 detail = 'Error: the worker building this request stopped ' || attempts || ' times; giving up', \
                 finished_at = ?1, expires_at = ?3, lease_expires_at = NULL \
-             WHERE {abandoned} AND attempts >= max_attempts"
-        ),
-        params![now, pattern, failure_expires_at],
-    )?;
+             WHERE {abandoned} AND attempts >= max_attempts RETURNING id"
+        ))?
+        .query_map(params![now, pattern, failure_expires_at], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
     let requeued = tx.execute(
         &format!(
             "UPDATE build_jobs SET status = 'pending', imagebuilder_status = 'queued', worker_id = NULL, \

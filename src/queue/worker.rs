@@ -4,7 +4,8 @@
 
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
-use crate::db::{self, jobs, stats};
+use crate::db::{self, jobs};
+use crate::stats::BuildInfo;
 use crate::models::{BuildRequest, Limits, Phase, parse_build_request};
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -88,17 +89,27 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
             "job {}: stored request is unreadable; failing it",
             job.request_hash
         );
-        let _ = jobs::fail(
+        let detail = "Error: stored request is unreadable";
+        let failed = jobs::fail(
             conn,
             &jobs::Failure {
                 job_id: job.id,
-                detail: "Error: stored request is unreadable",
+                detail,
                 stdout: "",
                 stderr: "",
                 build_cmd: None,
                 expires_at: failure_expiry,
             },
         );
+        if failed.is_ok() {
+            let stat = BuildInfo {
+                request_hash: job.request_hash.clone(),
+                ..BuildInfo::default()
+            };
+            shared
+                .stats
+                .build_finished(stat, false, 0.0, Some(detail.into()));
+        }
         return;
     };
     log::info!(
@@ -142,16 +153,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     let aborted = shared.inflight.remove(job.id);
     builder::publish::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
-    let event = stats::StatEvent {
-        request_hash: Some(&job.request_hash),
-        version: &request.version,
-        target: &request.target,
-        profile: &request.profile,
-        client: request.client.as_deref().unwrap_or("unknown/0"),
-        diff_packages: request.diff_packages,
-        packages: &request.packages,
-        duration_s: Some(elapsed.as_secs_f64()),
-    };
+    let stat = BuildInfo::of_request(&job.request_hash, request);
     let recorded = match outcome {
         Ok(success) => {
             let body = done_body(&job, request, &success);
@@ -161,8 +163,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                 job.request_hash,
                 elapsed.as_secs_f64()
             );
-            let _ = stats::record(conn, stats::SUCCESS, &event);
-            jobs::complete(
+            let completed = jobs::complete(
                 conn,
                 &jobs::Completion {
                     job_id: job.id,
@@ -172,7 +173,15 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                     duration_s: elapsed.as_secs_f64(),
                     expires_at: db::now_ms() + ttl * 1000,
                 },
-            )
+            );
+            // Counted once the outcome is stored: a failed write leaves the
+            // job running, and lease recovery will end it instead.
+            if completed.is_ok() {
+                shared
+                    .stats
+                    .build_finished(stat, true, elapsed.as_secs_f64(), None);
+            }
+            completed
         }
         Err(_) if aborted || shared.is_stopping() => {
             log::info!(
@@ -218,10 +227,9 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                     failure.detail.clone()
                 };
                 log::warn!("{name}: {} failed: {detail}", job.request_hash);
-                let _ = stats::record(conn, stats::FAILURE, &event);
                 let build_cmd = (!failure.build_cmd.is_empty())
                     .then(|| serde_json::to_string(&failure.build_cmd).unwrap_or_default());
-                jobs::fail(
+                let failed = jobs::fail(
                     conn,
                     &jobs::Failure {
                         job_id: job.id,
@@ -231,7 +239,13 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                         build_cmd: build_cmd.as_deref(),
                         expires_at: failure_expiry,
                     },
-                )
+                );
+                if failed.is_ok() {
+                    shared
+                        .stats
+                        .build_finished(stat, false, elapsed.as_secs_f64(), Some(detail));
+                }
+                failed
             }
         }
     };

@@ -114,6 +114,8 @@ pub struct Cache {
     policy: Policy,
     tick: AtomicU64,
     total_fetches: AtomicU64,
+    /// Fetches that failed (network, timeout, unexpected status), for /metrics.
+    failed_fetches: AtomicU64,
     fetches: Mutex<HashMap<String, u64>>,
 }
 
@@ -169,6 +171,7 @@ impl Cache {
             policy,
             tick: AtomicU64::new(0),
             total_fetches: AtomicU64::new(0),
+            failed_fetches: AtomicU64::new(0),
             fetches: Mutex::new(HashMap::new()),
         }
     }
@@ -176,6 +179,10 @@ impl Cache {
     /// HTTP requests sent so far (all URLs).
     pub fn fetch_count(&self) -> u64 {
         self.total_fetches.load(Ordering::Relaxed)
+    }
+
+    pub fn failed_fetch_count(&self) -> u64 {
+        self.failed_fetches.load(Ordering::Relaxed)
     }
 
     /// HTTP requests sent so far for one URL.
@@ -331,6 +338,7 @@ impl Cache {
         prior: Option<Arc<Doc>>,
         err: UpstreamError,
     ) -> Result<Arc<Doc>, UpstreamError> {
+        self.failed_fetches.fetch_add(1, Ordering::Relaxed);
         let until = now_ms().saturating_add(ms(self.policy.error_backoff));
         match prior {
             Some(doc) => {
