@@ -560,7 +560,7 @@ fn pages_and_assets_are_served_from_the_binary_with_validators() {
         assert_eq!(again.status, 304);
         assert!(again.body.is_empty());
     }
-    assert!(assets.iter().any(|a| a.starts_with("/static/uPlot.iife.min.js?v=")), "{assets:?}");
+    assert!(assets.iter().any(|a| a.starts_with("/static/stats.js?v=")), "{assets:?}");
     for asset in &assets {
         let r = http::get(&env.app.url(asset));
         assert_eq!(r.status, 200, "{asset}");

@@ -13,44 +13,52 @@ use super::response::{Body, Response};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
+/// Sources of the assets; each served asset is a concatenation of some, so
+/// a page needs one stylesheet and one script (two requests, two
+/// connections at most, besides the page itself).
+const UPLOT_JS: &[u8] = include_bytes!("../web/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &[u8] = include_bytes!("../web/vendor/uPlot.min.css");
+const STYLE_CSS: &[u8] = include_bytes!("../web/style.css");
+const COMMON_JS: &[u8] = include_bytes!("../web/common.js");
+const OVERVIEW_JS: &[u8] = include_bytes!("../web/overview.js");
+const STATS_JS: &[u8] = include_bytes!("../web/stats.js");
+
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// (served name, content type, parts)
+const BUNDLES: &[(&str, &str, &[&[u8]])] = &[
+    ("asu.css", CSS, &[UPLOT_CSS, STYLE_CSS]),
+    ("overview.js", JS, &[COMMON_JS, OVERVIEW_JS]),
+    ("stats.js", JS, &[UPLOT_JS, COMMON_JS, STATS_JS]),
+];
+
 struct Asset {
     name: &'static str,
     content_type: &'static str,
-    body: &'static [u8],
+    body: Vec<u8>,
+    etag: String,
 }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        name: "style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/style.css"),
-    },
-    Asset {
-        name: "common.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/common.js"),
-    },
-    Asset {
-        name: "overview.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/overview.js"),
-    },
-    Asset {
-        name: "stats.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/stats.js"),
-    },
-    Asset {
-        name: "uPlot.iife.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/vendor/uPlot.iife.min.js"),
-    },
-    Asset {
-        name: "uPlot.min.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/vendor/uPlot.min.css"),
-    },
-];
+/// The bundles, joined and hashed once.
+fn assets() -> &'static [Asset] {
+    static ASSETS: OnceLock<Vec<Asset>> = OnceLock::new();
+    ASSETS.get_or_init(|| {
+        BUNDLES
+            .iter()
+            .map(|(name, content_type, parts)| {
+                let body = parts.join(&b"\n"[..]);
+                let etag = etag_of(&body);
+                Asset {
+                    name,
+                    content_type,
+                    body,
+                    etag,
+                }
+            })
+            .collect()
+    })
+}
 
 const PAGES: &[(&str, &str)] = &[
     ("overview", include_str!("../web/overview.html")),
@@ -70,11 +78,6 @@ fn etag_of(body: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
-fn asset_etags() -> &'static [String] {
-    static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
-    ETAGS.get_or_init(|| ASSETS.iter().map(|a| etag_of(a.body)).collect())
-}
-
 /// Pages with `{{asset:NAME}}` replaced by the versioned asset URL, and
 /// their ETags; rendered once.
 fn rendered_pages() -> &'static [(String, String)] {
@@ -84,8 +87,8 @@ fn rendered_pages() -> &'static [(String, String)] {
             .iter()
             .map(|(_, html)| {
                 let mut out = html.to_string();
-                for (asset, etag) in ASSETS.iter().zip(asset_etags()) {
-                    let url = format!("/static/{}?v={}", asset.name, etag.trim_matches('"'));
+                for asset in assets() {
+                    let url = format!("/static/{}?v={}", asset.name, asset.etag.trim_matches('"'));
                     out = out.replace(&format!("{{{{asset:{}}}}}", asset.name), &url);
                 }
                 let etag = etag_of(out.as_bytes());
@@ -110,7 +113,7 @@ fn answer(
     etag: &str,
     cache: &str,
     content_type: &str,
-    body: &'static [u8],
+    body: &[u8],
 ) -> Response {
     let (status, body) = if not_modified(req, etag) {
         (304, Body::Empty)
@@ -134,11 +137,8 @@ fn answer(
 
 /// `GET /static/{name}`.
 pub fn asset(name: &str, req: &Request) -> Response {
-    match ASSETS.iter().position(|a| a.name == name) {
-        Some(i) => {
-            let a = &ASSETS[i];
-            answer(req, &asset_etags()[i], ASSET_CACHE, a.content_type, a.body)
-        }
+    match assets().iter().find(|a| a.name == name) {
+        Some(a) => answer(req, &a.etag, ASSET_CACHE, a.content_type, &a.body),
         None => Response::error(404, "Not Found"),
     }
 }
@@ -149,9 +149,7 @@ pub fn page(name: &str, req: &Request) -> Response {
         return Response::error(404, "Not Found");
     };
     let (html, etag) = &rendered_pages()[i];
-    // 'static: rendered once for the life of the process.
-    let body: &'static [u8] = html.as_bytes();
-    answer(req, etag, PAGE_CACHE, "text/html; charset=utf-8", body)
+    answer(req, etag, PAGE_CACHE, "text/html; charset=utf-8", html.as_bytes())
         .with_header("Content-Security-Policy", CSP)
 }
 
@@ -181,9 +179,9 @@ mod tests {
                 let start = line.find("/static/").unwrap() + "/static/".len();
                 let rest = &line[start..];
                 let name = &rest[..rest.find('?').unwrap()];
-                let i = ASSETS.iter().position(|a| a.name == name);
-                let i = i.unwrap_or_else(|| panic!("unknown asset {name}"));
-                let v = asset_etags()[i].trim_matches('"').to_string();
+                let a = assets().iter().find(|a| a.name == name);
+                let a = a.unwrap_or_else(|| panic!("unknown asset {name}"));
+                let v = a.etag.trim_matches('"').to_string();
                 assert!(rest.starts_with(&format!("{name}?v={v}\"")), "{line}");
             }
         }
@@ -191,16 +189,16 @@ mod tests {
 
     #[test]
     fn etags_answer_304_and_unknown_assets_404() {
-        let r = asset("style.css", &get(&[]));
+        let r = asset("asu.css", &get(&[]));
         assert_eq!(r.status, 200);
         let etag = r.header("ETag").unwrap().to_string();
         assert_eq!(r.header("Cache-Control"), Some(ASSET_CACHE));
-        let again = asset("style.css", &get(&[("If-None-Match", &etag)]));
+        let again = asset("asu.css", &get(&[("If-None-Match", &etag)]));
         assert_eq!(again.status, 304);
         assert!(matches!(again.body, Body::Empty));
         let weak = format!("\"x\", W/{etag}");
-        assert_eq!(asset("style.css", &get(&[("If-None-Match", &weak)])).status, 304);
-        assert_eq!(asset("style.css", &get(&[("If-None-Match", "\"x\"")])).status, 200);
+        assert_eq!(asset("asu.css", &get(&[("If-None-Match", &weak)])).status, 304);
+        assert_eq!(asset("asu.css", &get(&[("If-None-Match", "\"x\"")])).status, 200);
         assert_eq!(asset("../Cargo.toml", &get(&[])).status, 404);
         let p = page("stats", &get(&[]));
         assert_eq!(p.status, 200);

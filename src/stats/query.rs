@@ -200,7 +200,9 @@ pub fn top_packages(
 /// The newest `n` build errors as display lines, newest first.
 pub fn build_errors(conn: &Connection, n: u32) -> Result<Vec<String>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT ts, version, target, profile, detail FROM stats_errors ORDER BY id DESC LIMIT ?1",
+        // At most MAX_ERROR_ENTRIES rows: sorting them costs well under a millisecond.
+        "SELECT ts, version, target, profile, detail FROM stats_errors \
+         ORDER BY ts DESC, id DESC LIMIT ?1",
     )?;
     let rows = stmt.query_map(params![n], |r| {
         Ok(rollup::error_line(

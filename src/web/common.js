@@ -24,5 +24,14 @@ window.asu = (function () {
     var el = document.getElementById(id);
     if (el) el.innerHTML = '<p class="error">' + esc(err.message || err) + "</p>";
   }
-  return { get: get, css: css, esc: esc, text: text, fail: fail };
+  // Run promise-returning steps one after another; a failed step does not
+  // stop the rest.
+  function sequence(steps) {
+    return steps.reduce(function (done, step) {
+      return done.then(function () {
+        return step().catch(function (e) { console.warn(e); });
+      });
+    }, Promise.resolve());
+  }
+  return { get: get, css: css, esc: esc, text: text, fail: fail, sequence: sequence };
 })();

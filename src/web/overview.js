@@ -43,9 +43,11 @@
     return a.get("/api/v1/stats").then(showQueue, function (e) { a.fail("queue-error", e); });
   }
 
-  Promise.all([
-    a.get("/json/v1/overview.json").then(showOverview, function (e) { a.fail("branches", e); }),
-    refreshQueue(),
+  a.sequence([
+    function () {
+      return a.get("/json/v1/overview.json").then(showOverview, function (e) { a.fail("branches", e); });
+    },
+    refreshQueue,
   ]).then(function () { document.body.dataset.ready = "1"; });
   setInterval(refreshQueue, 10000);
 })();

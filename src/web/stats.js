@@ -82,7 +82,10 @@
 
   builders["c-packages"] = function (d) {
     var pk = d.packages.length ? d.packages : [{ name: "(none yet)", count: 0 }];
-    var names = pk.map(function (p) { return p.name; });
+    var names = pk.map(function (p) {
+      return p.name.length > 24 ? p.name.slice(0, 23) + "\u2026" : p.name;
+    });
+    var longest = Math.max.apply(null, names.map(function (n) { return n.length; }));
     var idx = pk.map(function (_, i) { return i; });
     var max = Math.max.apply(null, pk.map(function (p) { return p.count; }).concat([1]));
     var colors = palette();
@@ -91,12 +94,14 @@
       legend: { show: false },
       cursor: { show: false },
       scales: {
-        x: { time: false, ori: 1, dir: 1, range: [-0.5, pk.length - 0.5] },
+        // Vertical category axis, most requested at the top.
+        x: { time: false, ori: 1, dir: -1, range: [-0.5, pk.length - 0.5] },
         y: { ori: 0, range: [0, max * 1.08] },
       },
       axes: [
         axis({
-          side: 3, size: 120, grid: { show: false }, ticks: { show: false },
+          side: 3, size: Math.min(Math.max(60, 7 * longest + 16), 200),
+          grid: { show: false }, ticks: { show: false },
           splits: function () { return idx; },
           values: function (u, splits) { return splits.map(function (i) { return names[i] || ""; }); },
         }),
@@ -145,22 +150,36 @@
     Object.keys(data).forEach(function (id) { builders[id](data[id]); });
   }
 
-  var loads = Object.keys(sources).map(function (id) {
-    return a.get(sources[id]).then(function (d) {
-      data[id] = d;
-      builders[id](d);
-    }, function (e) { a.fail(id, e); });
-  });
-  loads.push(a.get("/api/v1/build-errors?n=50").then(showErrors, function (e) { a.fail("errors", e); }));
-  loads.push(a.get("/api/v1/stats/summary").then(function (s) {
-    a.text("t-requests", s.builds_24h);
-    a.text("t-queue", s.queue_length);
-  }));
-  loads.push(a.get("/api/v1/stats").then(function (s) { a.text("t-failed", s.failed_24h); }));
-  loads.push(a.get("/api/v1/diff-packages-stats?days=30").then(function (s) {
-    a.text("t-diff", s.total_builds ? s.percentage_true + " %" : "–");
-  }));
-  Promise.all(loads).then(function () {
+  // One request at a time: the page reuses one kept-alive connection
+  // instead of opening a burst of them.
+  var steps = Object.keys(sources).map(function (id) {
+    return function () {
+      return a.get(sources[id]).then(function (d) {
+        data[id] = d;
+        builders[id](d);
+      }, function (e) { a.fail(id, e); });
+    };
+  }).concat([
+    function () {
+      return a.get("/api/v1/build-errors?n=20").then(showErrors, function (e) { a.fail("errors", e); });
+    },
+    function () {
+      return a.get("/api/v1/stats/summary").then(function (s) {
+        a.text("t-requests", s.builds_24h);
+        a.text("t-queue", s.queue_length);
+      });
+    },
+    function () {
+      return a.get("/api/v1/stats").then(function (s) { a.text("t-failed", s.failed_24h); });
+    },
+    function () {
+      return a.get("/api/v1/diff-packages-stats?days=30").then(function (s) {
+        a.text("t-diff", s.total_builds ? s.percentage_true + " %" : "\u2013");
+      });
+    },
+  ]);
+  // Each step's failure is shown in place; the page still says it is done.
+  a.sequence(steps).then(function () {
     document.body.dataset.ready = String(Object.keys(charts).length);
   });
 
