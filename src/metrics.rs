@@ -98,8 +98,9 @@ fn status_label(slot: usize) -> String {
 }
 
 /// Upper bounds (seconds) of the build-duration histogram buckets.
-pub const DURATION_BUCKETS: [f64; 10] =
-    [10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
+pub const DURATION_BUCKETS: [f64; 10] = [
+    10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
 
 /// Why a POST to /api/v1/build was not a build request (see README,
 /// "Statistics"). The status is the one the client got.
@@ -270,7 +271,10 @@ impl Metrics {
         }
         out.push_str(&body);
         let simple = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
         simple(
             &mut out,

@@ -110,7 +110,10 @@ fn every_post_is_counted_by_the_rule_and_the_invariants_hold() {
         http::wait_final(&base, &b, Duration::from_secs(30)).status,
         500
     );
-    assert_eq!(http::post_build(&base, &request(&["missing-pkg"])).status, 500);
+    assert_eq!(
+        http::post_build(&base, &request(&["missing-pkg"])).status,
+        500
+    );
     // C runs for a minute (the only worker); D and E wait; a second POST of
     // a running and of a queued job joins it (hits).
     env.runtime.set_slow(Duration::from_secs(60));
@@ -123,23 +126,27 @@ fn every_post_is_counted_by_the_rule_and_the_invariants_hold() {
     // Two pending > max_pending_jobs = 1: overloaded, not a build request.
     assert_eq!(http::post_build(&base, &request(&["f-pkg"])).status, 529);
     // Invalid (400) and malformed (422) POSTs are not build requests either.
-    let invalid = json!({"version": "9.9.9", "target": "testtarget/testsubtarget", "profile": "testprofile"});
-    assert_eq!(
-        http::post_build(&base, &invalid.to_string()).status,
-        400
-    );
+    let invalid =
+        json!({"version": "9.9.9", "target": "testtarget/testsubtarget", "profile": "testprofile"});
+    assert_eq!(http::post_build(&base, &invalid.to_string()).status, 400);
     assert_eq!(http::post_build(&base, "{not json").status, 422);
     assert_eq!(http::post_build(&base, r#"{"version": 1}"#).status, 422);
 
     let [requests, hits, misses, successes, failures] = rollup_totals(&env);
     let queue = http::get(&format!("{base}/api/v1/stats")).json();
     let in_flight = queue["pending"].as_i64().unwrap() + queue["running"].as_i64().unwrap();
-    assert_eq!((queue["pending"].as_i64(), queue["running"].as_i64()), (Some(2), Some(1)));
+    assert_eq!(
+        (queue["pending"].as_i64(), queue["running"].as_i64()),
+        (Some(2), Some(1))
+    );
     // The invariants, over the rollups every endpoint reads.
     assert_eq!(requests, hits + misses);
     assert_eq!(misses, successes + failures + in_flight);
     // And the rule itself: A, B, C, D, E missed; A, B, C, D hit once each.
-    assert_eq!([requests, hits, misses, successes, failures], [9, 4, 5, 1, 1]);
+    assert_eq!(
+        [requests, hits, misses, successes, failures],
+        [9, 4, 5, 1, 1]
+    );
     assert_eq!(queue["completed_24h"], 1);
     assert_eq!(queue["failed_24h"], 1);
     assert_eq!(queue["workers_busy"], 1);
@@ -185,7 +192,10 @@ fn every_post_is_counted_by_the_rule_and_the_invariants_hold() {
     for expected in ["vim", "missing-pkg", "slow-pkg", "d-pkg", "e-pkg"] {
         assert!(names.contains(&expected), "{expected} missing: {top}");
     }
-    assert!(!names.contains(&"dropbear") && !names.contains(&"f-pkg"), "{top}");
+    assert!(
+        !names.contains(&"dropbear") && !names.contains(&"f-pkg"),
+        "{top}"
+    );
     // The failure is in the error log, ids hidden, one short line.
     let errors = http::get(&format!("{base}/api/v1/build-errors")).text();
     let entry = errors
@@ -211,7 +221,10 @@ fn every_post_is_counted_by_the_rule_and_the_invariants_hold() {
     assert_eq!(metric(&text, "asu_builds_total{outcome=\"success\"}"), 1.0);
     assert_eq!(metric(&text, "asu_builds_total{outcome=\"failure\"}"), 1.0);
     assert_eq!(metric(&text, "asu_build_duration_seconds_count"), 2.0);
-    assert_eq!(metric(&text, "asu_build_duration_seconds_bucket{le=\"+Inf\"}"), 2.0);
+    assert_eq!(
+        metric(&text, "asu_build_duration_seconds_bucket{le=\"+Inf\"}"),
+        2.0
+    );
     for (status, n) in [("400", 1.0), ("422", 2.0), ("529", 1.0)] {
         let series = format!("asu_build_requests_rejected_total{{status=\"{status}\"}}");
         assert_eq!(metric(&text, &series), n, "{series}");
@@ -224,7 +237,14 @@ fn every_post_is_counted_by_the_rule_and_the_invariants_hold() {
     };
     // 202: A, B, C (+1 joined), D (+1 joined), E; 200: A again; 500: B again.
     assert_eq!(
-        (route("202"), route("200"), route("500"), route("529"), route("400"), route("422")),
+        (
+            route("202"),
+            route("200"),
+            route("500"),
+            route("529"),
+            route("400"),
+            route("422")
+        ),
         (7.0, 1.0, 1.0, 1.0, 1.0, 2.0)
     );
     assert!(
@@ -248,9 +268,10 @@ fn upstream_fetch_errors_are_counted() {
         "asu_upstream_fetch_errors_total",
     );
     env.upstream.set_failing(true);
-    let r = http::get(&env.app.url(
-        "/json/v1/releases/1.2.3/targets/testtarget/testsubtarget/index.json",
-    ));
+    let r = http::get(
+        &env.app
+            .url("/json/v1/releases/1.2.3/targets/testtarget/testsubtarget/index.json"),
+    );
     assert!(r.status >= 500, "{} {}", r.status, r.text());
     let after = metric(
         &http::get(&env.app.url("/metrics")).text(),
@@ -498,20 +519,62 @@ fn bad_query_values_are_400_naming_the_parameter_and_range() {
         c.stats_rollup_retention_days = 365;
     });
     let cases = [
-        ("/api/v1/builds-per-day?days=-1", "days must be an integer from 1 to 365"),
-        ("/api/v1/builds-per-day?days=0", "days must be an integer from 1 to 365"),
-        ("/api/v1/builds-per-day?days=100000", "days must be an integer from 1 to 365"),
-        ("/api/v1/builds-per-day?days=abc", "days must be an integer from 1 to 365"),
-        ("/api/v1/builds-per-day?days=", "days must be an integer from 1 to 365"),
-        ("/api/v1/diff-packages-stats?days=366", "days must be an integer from 1 to 365"),
-        ("/api/v1/diff-packages-trend?days=1.5", "days must be an integer from 1 to 365"),
-        ("/api/v1/builds-by-version?weeks=0", "weeks must be an integer from 1 to 52"),
-        ("/api/v1/builds-by-version?weeks=53", "weeks must be an integer from 1 to 52"),
-        ("/api/v1/diff-packages-by-version?weeks=x", "weeks must be an integer from 1 to 52"),
-        ("/api/v1/top-packages?n=abc", "n must be an integer from 1 to 100"),
-        ("/api/v1/top-packages?n=101", "n must be an integer from 1 to 100"),
-        ("/api/v1/build-errors?n=501", "n must be an integer from 1 to 500"),
-        ("/api/v1/build-errors?n=0", "n must be an integer from 1 to 500"),
+        (
+            "/api/v1/builds-per-day?days=-1",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/builds-per-day?days=0",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/builds-per-day?days=100000",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/builds-per-day?days=abc",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/builds-per-day?days=",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/diff-packages-stats?days=366",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/diff-packages-trend?days=1.5",
+            "days must be an integer from 1 to 365",
+        ),
+        (
+            "/api/v1/builds-by-version?weeks=0",
+            "weeks must be an integer from 1 to 52",
+        ),
+        (
+            "/api/v1/builds-by-version?weeks=53",
+            "weeks must be an integer from 1 to 52",
+        ),
+        (
+            "/api/v1/diff-packages-by-version?weeks=x",
+            "weeks must be an integer from 1 to 52",
+        ),
+        (
+            "/api/v1/top-packages?n=abc",
+            "n must be an integer from 1 to 100",
+        ),
+        (
+            "/api/v1/top-packages?n=101",
+            "n must be an integer from 1 to 100",
+        ),
+        (
+            "/api/v1/build-errors?n=501",
+            "n must be an integer from 1 to 500",
+        ),
+        (
+            "/api/v1/build-errors?n=0",
+            "n must be an integer from 1 to 500",
+        ),
     ];
     for (path, detail) in cases {
         let r = http::get(&env.app.url(path));
@@ -520,7 +583,12 @@ fn bad_query_values_are_400_naming_the_parameter_and_range() {
     }
     let r = http::get(&env.app.url("/api/v1/top-packages?branch=%3Cscript%3E"));
     assert_eq!(r.status, 400);
-    assert!(r.json()["detail"].as_str().unwrap().starts_with("branch must be"));
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("branch must be")
+    );
     // At the edges of the ranges, and unknown parameters ignored.
     for ok in [
         "/api/v1/builds-per-day?days=1",
@@ -551,7 +619,10 @@ fn pages_and_assets_are_served_from_the_binary_with_validators() {
         let csp = r.header("Content-Security-Policy").unwrap();
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         let html = r.text();
-        assert!(!html.contains("http://") && !html.contains("https://"), "{page} links out");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{page} links out"
+        );
         for part in html.split("\"/static/").skip(1) {
             assets.push(format!("/static/{}", &part[..part.find('"').unwrap()]));
         }
@@ -560,7 +631,10 @@ fn pages_and_assets_are_served_from_the_binary_with_validators() {
         assert_eq!(again.status, 304);
         assert!(again.body.is_empty());
     }
-    assert!(assets.iter().any(|a| a.starts_with("/static/stats.js?v=")), "{assets:?}");
+    assert!(
+        assets.iter().any(|a| a.starts_with("/static/stats.js?v=")),
+        "{assets:?}"
+    );
     for asset in &assets {
         let r = http::get(&env.app.url(asset));
         assert_eq!(r.status, 200, "{asset}");
@@ -571,7 +645,10 @@ fn pages_and_assets_are_served_from_the_binary_with_validators() {
         );
         let etag = r.header("ETag").unwrap().to_string();
         // The version in the URL is the ETag: new content, new URL.
-        assert!(asset.ends_with(&format!("?v={}", etag.trim_matches('"'))), "{asset} {etag}");
+        assert!(
+            asset.ends_with(&format!("?v={}", etag.trim_matches('"'))),
+            "{asset} {etag}"
+        );
         let again = http::get_with(&env.app.url(asset), &[("If-None-Match", &etag)]);
         assert_eq!(again.status, 304, "{asset}");
         assert_eq!(again.header("ETag"), Some(etag.as_str()));
@@ -581,8 +658,5 @@ fn pages_and_assets_are_served_from_the_binary_with_validators() {
     }
     assert_eq!(http::get(&env.app.url("/static/nope.js")).status, 404);
     assert_eq!(http::get(&env.app.url("/static/../Cargo.toml")).status, 404);
-    assert_eq!(
-        http::post_json(&env.app.url("/stats"), "{}").status,
-        405
-    );
+    assert_eq!(http::post_json(&env.app.url("/stats"), "{}").status, 405);
 }

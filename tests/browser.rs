@@ -6,9 +6,9 @@
 //! JavaScript exception or console error may occur. Screenshots are kept
 //! under target/browser-artifacts/.
 
-mod common;
 #[path = "browser/cdp.rs"]
 mod cdp;
+mod common;
 
 use asu_builder::stats::writer::apply_batch;
 use asu_builder::stats::{BuildInfo, Event, Kind};
@@ -46,11 +46,26 @@ impl Lcg {
 /// versions each, hits and misses, outcomes, failures with details.
 fn seed_year(db: &std::path::Path, app: &TestApp) {
     const VERSIONS: [&str; 6] = [
-        "24.10.0", "24.10.1", "23.05.5", "23.05.4", "SNAPSHOT", "24.10-SNAPSHOT",
+        "24.10.0",
+        "24.10.1",
+        "23.05.5",
+        "23.05.4",
+        "SNAPSHOT",
+        "24.10-SNAPSHOT",
     ];
     const PACKAGES: [&str; 12] = [
-        "luci", "vim", "tmux", "htop", "wireguard-tools", "luci-app-sqm", "curl",
-        "tcpdump", "iperf3", "nano", "adblock", "luci-app-attendedsysupgrade",
+        "luci",
+        "vim",
+        "tmux",
+        "htop",
+        "wireguard-tools",
+        "luci-app-sqm",
+        "curl",
+        "tcpdump",
+        "iperf3",
+        "nano",
+        "adblock",
+        "luci-app-attendedsysupgrade",
     ];
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(DAY_MS);
@@ -251,9 +266,19 @@ const MODES: [Mode; 2] = [
 fn check_theme(mode: &Mode, v: &Value) {
     let (r, g, b) = background(v);
     if mode.dark {
-        assert!(r < 60 && g < 60 && b < 60, "{}: background {:?}", mode.name, v["bg"]);
+        assert!(
+            r < 60 && g < 60 && b < 60,
+            "{}: background {:?}",
+            mode.name,
+            v["bg"]
+        );
     } else {
-        assert!(r > 200 && g > 200 && b > 200, "{}: background {:?}", mode.name, v["bg"]);
+        assert!(
+            r > 200 && g > 200 && b > 200,
+            "{}: background {:?}",
+            mode.name,
+            v["bg"]
+        );
     }
 }
 
@@ -285,7 +310,11 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
         );
         for (id, c) in charts {
             assert_eq!(c["canvas"], true, "{}: {id} has no canvas: {v}", mode.name);
-            assert_eq!(c["uplot"], true, "{}: {id} has no chart object: {v}", mode.name);
+            assert_eq!(
+                c["uplot"], true,
+                "{}: {id} has no chart object: {v}",
+                mode.name
+            );
             assert!(
                 c["colored"].as_u64().unwrap() > 200,
                 "{}: {id} drew no data: {c}",
@@ -302,7 +331,10 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
         assert_eq!(charts["c-weekly"]["points"], 26, "{v}");
         assert!(charts["c-weekly"]["series"].as_u64().unwrap() >= 3, "{v}");
         assert_eq!(charts["c-diff"]["points"], 30, "{v}");
-        assert!(charts["c-packages"]["points"].as_u64().unwrap() >= 10, "{v}");
+        assert!(
+            charts["c-packages"]["points"].as_u64().unwrap() >= 10,
+            "{v}"
+        );
         assert_eq!(v["ready"], "4", "{v}");
         assert_eq!(v["errorRows"], 20, "{v}");
         let times: Vec<&str> = v["errorTimes"]
@@ -311,12 +343,19 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        assert!(times.windows(2).all(|w| w[0] >= w[1]), "errors not newest first: {times:?}");
+        assert!(
+            times.windows(2).all(|w| w[0] >= w[1]),
+            "errors not newest first: {times:?}"
+        );
         assert!(
             v["tiles"].as_array().unwrap().iter().all(|t| t != "…"),
             "a tile was never filled: {v}"
         );
-        assert!(v["overflow"].as_i64().unwrap() <= 0, "{}: scrolls sideways: {v}", mode.name);
+        assert!(
+            v["overflow"].as_i64().unwrap() <= 0,
+            "{}: scrolls sideways: {v}",
+            mode.name
+        );
         check_theme(mode, &v);
         page.screenshot(&out.join(format!("stats-{}.png", mode.name)));
         page.screenshot_viewport(&out.join(format!("stats-{}-top.png", mode.name)));
@@ -350,7 +389,11 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
         assert_eq!(v["workers"], "0 / 0", "{v}");
         assert_eq!(v["rootfs"], "1024 MB", "{v}");
         assert_eq!(v["errors"], 0, "{v}");
-        assert!(v["overflow"].as_i64().unwrap() <= 0, "{}: scrolls sideways: {v}", mode.name);
+        assert!(
+            v["overflow"].as_i64().unwrap() <= 0,
+            "{}: scrolls sideways: {v}",
+            mode.name
+        );
         check_theme(mode, &v);
         page.screenshot(&out.join(format!("overview-{}.png", mode.name)));
         page.drain_events(std::time::Duration::from_millis(300));
@@ -358,8 +401,16 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
         assert!(bad.is_empty(), "{}: /: {bad:#?}", mode.name);
     }
     drop(browser);
-    for name in ["stats-desktop-light", "stats-phone-dark", "overview-desktop-light"] {
+    for name in [
+        "stats-desktop-light",
+        "stats-phone-dark",
+        "overview-desktop-light",
+    ] {
         let png = out.join(format!("{name}.png"));
-        assert!(std::fs::metadata(&png).unwrap().len() > 10_000, "{}", png.display());
+        assert!(
+            std::fs::metadata(&png).unwrap().len() > 10_000,
+            "{}",
+            png.display()
+        );
     }
 }

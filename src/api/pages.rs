@@ -102,19 +102,13 @@ fn rendered_pages() -> &'static [(String, String)] {
 /// their opaque part, as RFC 9110 asks for GET.
 fn not_modified(req: &Request, etag: &str) -> bool {
     req.header("If-None-Match").is_some_and(|v| {
-        v.split(',').map(str::trim).any(|t| {
-            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
-        })
+        v.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
     })
 }
 
-fn answer(
-    req: &Request,
-    etag: &str,
-    cache: &str,
-    content_type: &str,
-    body: &[u8],
-) -> Response {
+fn answer(req: &Request, etag: &str, cache: &str, content_type: &str, body: &[u8]) -> Response {
     let (status, body) = if not_modified(req, etag) {
         (304, Body::Empty)
     } else {
@@ -149,8 +143,14 @@ pub fn page(name: &str, req: &Request) -> Response {
         return Response::error(404, "Not Found");
     };
     let (html, etag) = &rendered_pages()[i];
-    answer(req, etag, PAGE_CACHE, "text/html; charset=utf-8", html.as_bytes())
-        .with_header("Content-Security-Policy", CSP)
+    answer(
+        req,
+        etag,
+        PAGE_CACHE,
+        "text/html; charset=utf-8",
+        html.as_bytes(),
+    )
+    .with_header("Content-Security-Policy", CSP)
 }
 
 #[cfg(test)]
@@ -197,8 +197,14 @@ mod tests {
         assert_eq!(again.status, 304);
         assert!(matches!(again.body, Body::Empty));
         let weak = format!("\"x\", W/{etag}");
-        assert_eq!(asset("asu.css", &get(&[("If-None-Match", &weak)])).status, 304);
-        assert_eq!(asset("asu.css", &get(&[("If-None-Match", "\"x\"")])).status, 200);
+        assert_eq!(
+            asset("asu.css", &get(&[("If-None-Match", &weak)])).status,
+            304
+        );
+        assert_eq!(
+            asset("asu.css", &get(&[("If-None-Match", "\"x\"")])).status,
+            200
+        );
         assert_eq!(asset("../Cargo.toml", &get(&[])).status, 404);
         let p = page("stats", &get(&[]));
         assert_eq!(p.status, 200);

@@ -194,7 +194,8 @@ fn summary(conn: &Connection) -> Answer {
 fn builds_per_day(state: &AppState, conn: &Connection, q: &Query) -> Answer {
     let days = q.int("days", DEFAULT_DAYS, 1, max_days(state))? as u32;
     let w = query::daily_window(conn, today(), days)?;
-    let series = |f: fn(&rollup::Counters) -> i64| -> Vec<i64> { w.counters.iter().map(f).collect() };
+    let series =
+        |f: fn(&rollup::Counters) -> i64| -> Vec<i64> { w.counters.iter().map(f).collect() };
     ok(json!({
         "labels": w.days.iter().map(|d| chart_label(*d)).collect::<Vec<_>>(),
         "datasets": [
@@ -377,6 +378,10 @@ mod tests {
             Ok(Some("24.10".into()))
         );
         assert!(Query::parse("branch=a%20b").branch().is_err());
-        assert!(Query::parse(&format!("branch={}", "x".repeat(65))).branch().is_err());
+        assert!(
+            Query::parse(&format!("branch={}", "x".repeat(65)))
+                .branch()
+                .is_err()
+        );
     }
 }

@@ -5,8 +5,8 @@
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::db::{self, jobs};
-use crate::stats::BuildInfo;
 use crate::models::{BuildRequest, Limits, Phase, parse_build_request};
+use crate::stats::BuildInfo;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
 use std::sync::Arc;

@@ -264,7 +264,15 @@ mod tests {
     #[test]
     fn extras_leave_out_defaults_profile_packages_and_removals() {
         let got = extra_packages(
-            &s(&["vim", "base-files", "-ppp", "kmod-usb2", "vim", " tmux ", ""]),
+            &s(&[
+                "vim",
+                "base-files",
+                "-ppp",
+                "kmod-usb2",
+                "vim",
+                " tmux ",
+                "",
+            ]),
             &["base-files", "ppp"],
             &["kmod-usb2"],
         );
@@ -281,7 +289,10 @@ mod tests {
         let req = s(&["busybox", "kmod-ath9k", "luci"]);
         assert_eq!(extras_from_profiles(&req, doc, "p1"), ["luci"]);
         // Unknown profile: only the defaults are known.
-        assert_eq!(extras_from_profiles(&req, doc, "nope"), ["kmod-ath9k", "luci"]);
+        assert_eq!(
+            extras_from_profiles(&req, doc, "nope"),
+            ["kmod-ath9k", "luci"]
+        );
     }
 
     #[test]

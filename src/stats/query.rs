@@ -16,19 +16,17 @@ pub fn last_24h(conn: &Connection, now_ms: i64) -> Result<Counters, DbError> {
             coalesce(sum(failures), 0), coalesce(sum(rejected), 0) \
          FROM stats_hourly WHERE hour > ?1",
     )?;
-    Ok(
-        stmt.query_row(params![rollup::hour_of(now_ms) - 24], |r| {
-            Ok(Counters {
-                requests: r.get(0)?,
-                cache_hits: r.get(1)?,
-                cache_misses: r.get(2)?,
-                successes: r.get(3)?,
-                failures: r.get(4)?,
-                rejected: r.get(5)?,
-                build_seconds: 0.0,
-            })
-        })?,
-    )
+    Ok(stmt.query_row(params![rollup::hour_of(now_ms) - 24], |r| {
+        Ok(Counters {
+            requests: r.get(0)?,
+            cache_hits: r.get(1)?,
+            cache_misses: r.get(2)?,
+            successes: r.get(3)?,
+            failures: r.get(4)?,
+            rejected: r.get(5)?,
+            build_seconds: 0.0,
+        })
+    })?)
 }
 
 /// Per day of `first..=last`, counters summed over versions.
@@ -100,9 +98,11 @@ pub fn diff_totals(conn: &Connection, today: i64, days: u32) -> Result<(i64, i64
             coalesce(sum(CASE WHEN diff_packages THEN 0 ELSE requests END), 0) \
          FROM stats_daily_version WHERE day >= ?1 AND day <= ?2",
     )?;
-    Ok(stmt.query_row(params![today - (days as i64 - 1), today], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?)
+    Ok(
+        stmt.query_row(params![today - (days as i64 - 1), today], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?,
+    )
 }
 
 /// Per version: (requests with diff_packages, without), newest version first.
@@ -285,13 +285,25 @@ mod tests {
                 &["vim"],
             ),
             ev(at(TODAY - 1, 0), Kind::CacheHit, "24.10.0", true, &[]),
-            ev(at(TODAY, 1), Kind::CacheMiss, "23.05.5", false, &["tmux", "vim"]),
+            ev(
+                at(TODAY, 1),
+                Kind::CacheMiss,
+                "23.05.5",
+                false,
+                &["tmux", "vim"],
+            ),
             ev(at(TODAY, 2), Kind::Success, "23.05.5", false, &[]),
             ev(at(TODAY, 3), Kind::Failure, "24.10.0", true, &[]),
             ev(at(TODAY, 4), Kind::CacheMiss, "SNAPSHOT", false, &["vim"]),
             ev(at(TODAY, 5), Kind::Rejected(400), "", false, &[]),
             // Ten weeks ago: outside a 30-day window, inside 26 weeks.
-            ev(at(TODAY - 70, 5), Kind::CacheMiss, "22.03.7", false, &["old"]),
+            ev(
+                at(TODAY - 70, 5),
+                Kind::CacheMiss,
+                "22.03.7",
+                false,
+                &["old"],
+            ),
         ];
         apply_batch(&mut conn, &default_branches(), &events, at(TODAY, 12)).unwrap();
         conn
@@ -362,14 +374,11 @@ mod tests {
     fn top_packages_count_misses_in_the_recent_window() {
         let conn = seeded();
         let all = top_packages(&conn, None, 10).unwrap();
+        assert_eq!(all, [("vim".to_string(), 3), ("tmux".to_string(), 1)]);
         assert_eq!(
-            all,
-            [
-                ("vim".to_string(), 3),
-                ("tmux".to_string(), 1)
-            ]
+            top_packages(&conn, Some("24.10"), 10).unwrap(),
+            [("vim".to_string(), 1)]
         );
-        assert_eq!(top_packages(&conn, Some("24.10"), 10).unwrap(), [("vim".to_string(), 1)]);
         assert_eq!(top_packages(&conn, None, 1).unwrap().len(), 1);
         assert!(top_packages(&conn, Some("nope"), 10).unwrap().is_empty());
     }
@@ -397,10 +406,17 @@ mod tests {
         let conn = seeded();
         let c = last_24h(&conn, at(TODAY, 12)).unwrap();
         // Yesterday 00:00 is more than 24 hours back.
-        assert_eq!((c.requests, c.successes, c.failures, c.rejected), (2, 1, 1, 1));
+        assert_eq!(
+            (c.requests, c.successes, c.failures, c.rejected),
+            (2, 1, 1, 1)
+        );
         let errors = build_errors(&conn, 10).unwrap();
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].ends_with("24.10.0:x86/64:generic Error: boom"), "{}", errors[0]);
+        assert!(
+            errors[0].ends_with("24.10.0:x86/64:generic Error: boom"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -418,6 +434,10 @@ mod tests {
         // Left: the events of the last 24 hours (TODAY 01:00 … 05:00).
         assert_eq!(raw, 6, "request+miss, success, failure, request+miss");
         assert_eq!(diff_totals(&conn, TODAY, 30).unwrap(), (2, 2));
-        assert_eq!(diff_totals(&conn, TODAY, 100).unwrap(), (2, 2), "day -70 pruned");
+        assert_eq!(
+            diff_totals(&conn, TODAY, 100).unwrap(),
+            (2, 2),
+            "day -70 pruned"
+        );
     }
 }

@@ -122,8 +122,7 @@ pub fn fold(events: &[Event], branches: &BTreeMap<String, Branch>, today: i64) -
         if e.kind == Kind::CacheMiss && !b.packages.is_empty() {
             let branch = versions::branch_name(branches, &b.version);
             for p in &b.packages {
-                *inc
-                    .packages
+                *inc.packages
                     .entry((day, branch.clone(), p.clone()))
                     .or_default() += 1;
                 if day >= recent_start(today) {
@@ -244,8 +243,18 @@ mod tests {
         let today = day_of(ts("2024-03-10T12:00:00Z"));
         let events = [
             ev("2024-03-09T23:59:59Z", Kind::CacheMiss, "24.10.0", &["vim"]),
-            ev("2024-03-10T00:00:00Z", Kind::CacheMiss, "24.10.1", &["vim", "tmux"]),
-            ev("2024-03-10T00:00:01Z", Kind::CacheHit, "24.10.1", &["ignored"]),
+            ev(
+                "2024-03-10T00:00:00Z",
+                Kind::CacheMiss,
+                "24.10.1",
+                &["vim", "tmux"],
+            ),
+            ev(
+                "2024-03-10T00:00:01Z",
+                Kind::CacheHit,
+                "24.10.1",
+                &["ignored"],
+            ),
             ev("2024-03-10T08:00:00Z", Kind::CacheMiss, "23.05.5", &["vim"]),
             ev("2024-03-10T09:00:00Z", Kind::Success, "24.10.1", &[]),
             ev("2024-03-10T09:00:01Z", Kind::Failure, "23.05.5", &[]),
@@ -286,7 +295,10 @@ mod tests {
         assert_eq!(p(today, "23.05", "vim"), Some(1));
         assert_eq!(p(today, "24.10", "ignored"), None);
         assert_eq!(inc.recent[&("24.10".to_string(), "vim".to_string())], 2);
-        assert!(!inc.recent.contains_key(&("23.05".to_string(), "old".to_string())));
+        assert!(
+            !inc.recent
+                .contains_key(&("23.05".to_string(), "old".to_string()))
+        );
         assert_eq!(
             p(day_of(ts("2024-01-01T00:00:00Z")), "23.05", "old"),
             Some(1)

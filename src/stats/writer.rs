@@ -357,8 +357,8 @@ fn refresh_recent_packages(conn: &Connection, today: i64) -> Result<(), DbError>
 /// Deletes past the retention settings; counts of what went, for the log.
 pub fn prune(conn: &mut Connection, config: &Config, now_ms: i64) -> Result<usize, DbError> {
     let today = rollup::day_of(now_ms);
-    let raw_before = now_ms
-        .saturating_sub((config.stats_retention_days as i64).saturating_mul(rollup::DAY_MS));
+    let raw_before =
+        now_ms.saturating_sub((config.stats_retention_days as i64).saturating_mul(rollup::DAY_MS));
     let day_before = today - config.stats_rollup_retention_days as i64;
     let tx = conn.transaction()?;
     // Spelled out so the (event, ts) index serves the range.
