@@ -89,6 +89,8 @@ CREATE TABLE stats_errors (
     profile        TEXT NOT NULL,
     detail         TEXT NOT NULL
 );
+-- Newest first without sorting the whole log.
+CREATE INDEX stats_errors_ts ON stats_errors(ts);
 
 -- Small writer state: `packages_recent_day` (the day stats_packages_recent
 -- was built for).

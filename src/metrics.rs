@@ -243,16 +243,11 @@ impl Metrics {
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(4096);
-        let mut family = |name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            name.to_string()
-        };
-        let _ = family(
-            "asu_http_responses_total",
-            "counter",
-            "HTTP responses by route and status.",
+        let _ = writeln!(
+            out,
+            "# HELP asu_http_responses_total HTTP responses by route and status.\n\
+             # TYPE asu_http_responses_total counter"
         );
-        let mut body = String::new();
         for e in Endpoint::ALL {
             for slot in 0..STATUS_SLOTS {
                 let n = self
@@ -261,7 +256,7 @@ impl Metrics {
                     .map_or(0, read);
                 if n > 0 {
                     let _ = writeln!(
-                        body,
+                        out,
                         "asu_http_responses_total{{route=\"{}\",status=\"{}\"}} {n}",
                         e.label(),
                         status_label(slot)
@@ -269,7 +264,6 @@ impl Metrics {
                 }
             }
         }
-        out.push_str(&body);
         let simple = |out: &mut String, name: &str, kind: &str, help: &str, v: String| {
             let _ = writeln!(
                 out,

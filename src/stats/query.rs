@@ -75,14 +75,7 @@ pub struct DaySeries {
 pub fn daily_window(conn: &Connection, today: i64, days: u32) -> Result<DaySeries, DbError> {
     let first = today - (days as i64 - 1);
     let sparse = per_day(conn, first, today)?;
-    let dense = rollup::dense(
-        &sparse
-            .into_iter()
-            .map(|(d, (c, t, f))| (d, (c, t, f)))
-            .collect(),
-        first,
-        days as usize,
-    );
+    let dense = rollup::dense(&sparse, first, days as usize);
     Ok(DaySeries {
         days: (first..=today).collect(),
         counters: dense.iter().map(|(c, _, _)| *c).collect(),
@@ -200,7 +193,6 @@ pub fn top_packages(
 /// The newest `n` build errors as display lines, newest first.
 pub fn build_errors(conn: &Connection, n: u32) -> Result<Vec<String>, DbError> {
     let mut stmt = conn.prepare_cached(
-        // At most MAX_ERROR_ENTRIES rows: sorting them costs well under a millisecond.
         "SELECT ts, version, target, profile, detail FROM stats_errors \
          ORDER BY ts DESC, id DESC LIMIT ?1",
     )?;
