@@ -7,7 +7,7 @@ DEV_CONFIG   ?= etc/asu-builder.yaml
 DEV_PODMAN   ?= $(CURDIR)/data/podman
 PODMAN_SH    := tests/podman/service.sh
 
-.PHONY: all build run test lint unit bench podman-install podman-up podman-down clean
+.PHONY: all build run test lint unit bench bench-stats podman-install podman-up podman-down chromium-install clean
 
 all: build
 
@@ -33,9 +33,13 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # Everything CI runs. The Podman tier starts its own private service per
-# test binary; `podman-install` makes sure Podman is there to start.
-test: lint podman-install
+# test binary; `podman-install` makes sure Podman is there to start, and
+# `chromium-install` the headless browser of tests/browser.rs.
+test: lint podman-install chromium-install
 	$(CARGO) test --all-targets
+
+chromium-install:
+	bash tests/browser/chromium.sh install
 
 unit:
 	$(CARGO) test --lib
@@ -44,6 +48,11 @@ unit:
 # stack and the reference server side by side (tests/bench/README.md).
 bench:
 	bash tests/bench/bench.sh
+
+# Statistics endpoints over a year of seeded events (1 million by default;
+# STATS_BENCH_EVENTS to change): seeding time and each endpoint's latency.
+bench-stats:
+	$(CARGO) test --release --test stats_bench -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

@@ -8,7 +8,9 @@ use crate::container::ContainerRuntime;
 use crate::db;
 use crate::descriptors;
 use crate::faults::Faults;
+use crate::metrics::Metrics;
 use crate::queue::{self, Janitor, QueueShared};
+use crate::stats;
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ pub struct App {
     queue: Arc<QueueShared>,
     workers: Vec<JoinHandle<()>>,
     janitor: Janitor,
+    stats: stats::Writer,
 }
 
 pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
@@ -66,7 +69,10 @@ pub fn start_with_faults(
         .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
     let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
-    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime));
+    let metrics = Arc::new(Metrics::default());
+    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&config), Arc::clone(&metrics))
+        .map_err(StartError::Thread)?;
+    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime), recorder.clone());
 
     match runtime.ping() {
         Ok(v) => log::info!(
@@ -94,6 +100,8 @@ pub fn start_with_faults(
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
         faults,
+        metrics,
+        stats: recorder,
     });
     let nofile = descriptors::current_nofile_limit();
     let max_connections =
@@ -115,6 +123,7 @@ pub fn start_with_faults(
         queue,
         workers,
         janitor,
+        stats: stats_writer,
     })
 }
 
@@ -134,6 +143,12 @@ impl App {
         let mut conn = db::open(&self.queue.config.database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
         Ok(())
+    }
+
+    /// Commit every statistics event recorded so far (tests read the
+    /// tables right after); false if the writer did not answer in time.
+    pub fn flush_stats(&self) -> bool {
+        self.stats.flush(Duration::from_secs(30))
     }
 
     /// Stop accepting and finish in-flight requests; give running builds
@@ -156,5 +171,7 @@ impl App {
             let _ = w.join();
         }
         self.janitor.stop();
+        // Last: every producer of statistics events has stopped.
+        self.stats.stop();
     }
 }

@@ -51,8 +51,9 @@ fn request(packages: &[&str]) -> String {
     .to_string()
 }
 
-fn stat_count(dir: &Path, event: &str) -> i64 {
-    let conn = rusqlite::Connection::open(dir.join("data/builder.db")).unwrap();
+fn stat_count(env: &Env, event: &str) -> i64 {
+    env.app.flush_stats();
+    let conn = rusqlite::Connection::open(env.dir.path().join("data/builder.db")).unwrap();
     conn.query_row(
         "SELECT count(*) FROM build_stats WHERE event = ?1",
         [event],
@@ -134,8 +135,8 @@ fn build_succeeds_and_the_image_downloads_with_matching_checksum() {
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["bin_dir"], bin_dir);
     assert_eq!(env.runtime.created().len(), 1);
-    assert_eq!(stat_count(env.dir.path(), "cache-hit"), 1);
-    assert_eq!(stat_count(env.dir.path(), "success"), 1);
+    assert_eq!(stat_count(&env, "cache-hit"), 1);
+    assert_eq!(stat_count(&env, "success"), 1);
     assert!(env.runtime.live_containers().is_empty());
 }
 
@@ -191,7 +192,7 @@ fn a_failure_is_replayed_for_failure_ttl_then_rebuilt() {
     assert_eq!(replay.status, 500);
     assert_eq!(replay.json()["detail"], detail);
     assert_eq!(env.runtime.created().len(), 1);
-    assert_eq!(stat_count(env.dir.path(), "failure"), 1);
+    assert_eq!(stat_count(&env, "failure"), 1);
 
     std::thread::sleep(Duration::from_millis(2100));
     let fresh = http::post_build(&env.app.base, &request(&["missing-pkg"]));

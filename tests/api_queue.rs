@@ -305,6 +305,7 @@ fn missing_user_agent_and_client_is_not_an_error() {
             ("Content-Type", "application/json"),
         ],
     );
+    app.flush_stats();
     let conn = rusqlite::Connection::open(dir.path().join("data/builder.db")).unwrap();
     let clients: Vec<String> = conn
         .prepare("SELECT client FROM build_stats WHERE event = 'request' ORDER BY id")

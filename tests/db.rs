@@ -1,10 +1,10 @@
-//! Real SQLite files: WAL, the five tables, migrations applied once, a
+//! Real SQLite files: WAL, the tables, migrations applied once, a
 //! newer schema refused.
 
 use asu_builder::db;
 
 #[test]
-fn migrations_create_five_tables_in_wal_and_run_once() {
+fn migrations_create_the_tables_in_wal_and_run_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/builder.db");
     let conn = db::open_and_migrate(&path).expect("first open");
@@ -27,7 +27,15 @@ fn migrations_create_five_tables_in_wal_and_run_once() {
             "build_requests",
             "build_results",
             "build_stats",
-            "metadata_cache"
+            "metadata_cache",
+            "stats_daily",
+            "stats_daily_rejected",
+            "stats_daily_version",
+            "stats_errors",
+            "stats_hourly",
+            "stats_packages_daily",
+            "stats_packages_recent",
+            "stats_state"
         ]
     );
     conn.execute(

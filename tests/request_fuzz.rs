@@ -10,7 +10,7 @@ use asu_builder::models::{Limits, parse_build_request};
 use common::rng::Rng;
 use serde_json::{Map, Value, json};
 
-const CASES: usize = 5_000;
+const CASES: usize = 3_000;
 
 /// The server's default body limit: bigger bodies never reach the parser.
 const MAX_BODY: usize = 256 * 1024;

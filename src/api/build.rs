@@ -1,18 +1,19 @@
-//! The build endpoints: POST /api/v1/build, GET|HEAD /api/v1/build/{hash},
-//! GET /api/v1/stats. Response shapes follow the reference's
-//! `return_job_v1` exactly, key order and absent keys included: clients
-//! switch on key presence (LuCI tells queued from started by
-//! `queue_position`). Deliberate differences: docs/compatibility.md.
+//! The build endpoints: POST /api/v1/build and GET|HEAD /api/v1/build/{hash}.
+//! Response shapes follow the reference's `return_job_v1` exactly, key
+//! order and absent keys included: clients switch on key presence (LuCI
+//! tells queued from started by `queue_position`). Deliberate differences:
+//! docs/compatibility.md.
 
 use super::AppState;
 use super::request::Request;
 use super::response::Response;
-use crate::db::{self, DbError, jobs, stats};
+use crate::db::{self, DbError, jobs};
 use crate::hash::request_hash;
 use crate::models::{
     BuildRequest, JobStatus, Limits, Phase, parse_build_request, sanitize_profile,
 };
 use crate::queue;
+use crate::stats::{self, BuildInfo};
 use crate::validate::{ValidationError, check_request};
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
@@ -178,38 +179,39 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     };
     let mut build = match parse_build_request(&req.body, limits) {
         Ok(b) => b,
-        Err(e) => return Response::json(422, &e.body()),
+        Err(e) => {
+            state.stats.rejected(422);
+            return Response::json(422, &e.body());
+        }
     };
     // Older LuCI sends the raw board name.
     build.profile = sanitize_profile(&build.profile);
     let hash = request_hash(&build);
     let client = resolve_client(&build, req.header("User-Agent"));
-    let event = stats::StatEvent {
-        request_hash: Some(&hash),
-        version: &build.version,
-        target: &build.target,
-        profile: &build.profile,
-        client: &client,
+    let stat = BuildInfo {
+        request_hash: hash.clone(),
+        version: build.version.clone(),
+        target: build.target.clone(),
+        profile: build.profile.clone(),
+        client: client.clone(),
         diff_packages: build.diff_packages,
-        packages: &build.packages,
-        duration_s: None,
+        packages: Vec::new(),
     };
-    let looked_up = lookup(conn, &hash);
-    // Both events in one commit: this is the hot path of every poll-less
-    // client re-POSTing, and each SQLite commit costs more than the lookup.
-    let events: &[&str] = match &looked_up {
-        Ok(Some(r)) if r.status == 200 => &[stats::REQUEST, stats::CACHE_HIT],
-        Ok(None) => &[stats::REQUEST, stats::CACHE_MISS],
-        _ => &[stats::REQUEST],
-    };
-    record(conn, events, &event);
-    match looked_up {
-        Ok(Some(r)) => return r,
+    // Statistics (README, "Statistics"): a known result, job or replayed
+    // failure is a cache hit; only a newly queued build is a miss.
+    match lookup(conn, &hash) {
+        Ok(Some(r)) => {
+            state.stats.cache_hit(stat);
+            return r;
+        }
         Ok(None) => {}
-        Err(e) => return db_unavailable(e),
+        Err(e) => {
+            state.stats.rejected(503);
+            return db_unavailable(e);
+        }
     }
 
-    enqueue(state, conn, &hash, &build, &client)
+    enqueue(state, conn, &build, stat)
 }
 
 /// A request nothing is known about: validate it (400), then queue it
@@ -217,14 +219,15 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
 fn enqueue(
     state: &AppState,
     conn: &mut Connection,
-    hash: &str,
     build: &BuildRequest,
-    client: &str,
+    stat: BuildInfo,
 ) -> Response {
     let config = &state.config;
+    let hash = stat.request_hash.as_str();
     let mut validated = build.clone();
     if let Err(e) = check_request(config, &state.upstream, &mut validated) {
         log::info!("validation failure for {hash}: {}", e.detail());
+        state.stats.rejected(e.status());
         return Response::from(&e);
     }
     let bin_dir = request_hash(&validated);
@@ -233,7 +236,7 @@ fn enqueue(
         request_hash: hash,
         request: &validated,
         bin_dir: &bin_dir,
-        client,
+        client: &stat.client,
         enqueued_at: &enqueued_at,
         max_pending: config.max_pending_jobs,
         max_attempts: queue::MAX_ATTEMPTS,
@@ -247,43 +250,49 @@ fn enqueue(
                 validated.profile
             );
             state.queue.wake();
+            let packages = extra_packages(state, &validated);
+            state.stats.cache_miss(BuildInfo { packages, ..stat });
             job
         }
-        Ok(jobs::EnqueueOutcome::Existing(job)) => job,
+        Ok(jobs::EnqueueOutcome::Existing(job)) => {
+            state.stats.cache_hit(stat);
+            job
+        }
         // Finished while we validated: answer with the result.
-        Ok(jobs::EnqueueOutcome::AlreadyBuilt) => return get_build(state, conn, hash),
+        Ok(jobs::EnqueueOutcome::AlreadyBuilt) => {
+            let hash = stat.request_hash.clone();
+            state.stats.cache_hit(stat);
+            return get_build(state, conn, &hash);
+        }
         Ok(jobs::EnqueueOutcome::Overloaded(n)) => {
             log::warn!("refusing {hash}: {n} jobs pending");
+            state.stats.rejected(529);
             return Response::error_titled(
                 529,
                 "Server overloaded",
                 &format!("server overload, queue contains too many build requests: {n}"),
             );
         }
-        Err(e) => return db_unavailable(e),
+        Err(e) => {
+            state.stats.rejected(503);
+            return db_unavailable(e);
+        }
     };
     render_job(conn, &job).unwrap_or_else(db_unavailable)
 }
 
-fn record(conn: &Connection, events: &[&str], e: &stats::StatEvent<'_>) {
-    if let Err(err) = stats::record_all(conn, events, e) {
-        log::warn!("recording {events:?} statistics failed: {err}");
-    }
-}
-
-pub fn queue_stats(state: &AppState, conn: &Connection) -> Response {
-    match jobs::queue_counts(conn) {
-        Ok(c) => Response::json(
-            200,
-            &json!({
-                "queue_length": c.pending,
-                "pending": c.pending,
-                "running": c.running,
-                "workers": state.config.worker_concurrent,
-                "workers_busy": state.queue.inflight.len(),
-            }),
-        ),
-        Err(e) => db_unavailable(e),
+/// The requested packages that are neither default nor profile packages,
+/// from the target's profiles.json that validation just loaded (so this is
+/// a memory read); empty when it is not available.
+fn extra_packages(state: &AppState, validated: &BuildRequest) -> Vec<String> {
+    let Some(path) = crate::config::version_path(&state.config.branches, &validated.version) else {
+        return Vec::new();
+    };
+    match state.upstream.profiles(&path, &validated.target) {
+        Ok(Some(profiles)) => {
+            stats::extras_from_profiles(&validated.packages, profiles.raw(), &validated.profile)
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -3,14 +3,17 @@
 
 mod build;
 pub mod metadata;
+pub mod pages;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod stats;
 pub mod store;
 
 use crate::config::Config;
 use crate::db;
 use crate::faults::Faults;
+use crate::metrics::{Endpoint, Metrics};
 use crate::queue::QueueShared;
 use crate::upstream::Upstream;
 use request::{Method, Request};
@@ -26,6 +29,10 @@ pub struct AppState {
     pub queue: Arc<QueueShared>,
     /// Test-only fault hooks; empty in production.
     pub faults: Faults,
+    /// Prometheus counters; the server also counts what it answers itself.
+    pub metrics: Arc<Metrics>,
+    /// Statistics events go to the writer thread through this.
+    pub stats: crate::stats::Recorder,
 }
 
 /// One per handler thread: the shared state plus its own connection.
@@ -42,17 +49,25 @@ impl<'a> Handler<'a> {
         })
     }
 
+    /// Answer one request and count the response by route and status.
     pub fn handle(&mut self, req: &Request) -> Response {
         if let Some(hook) = &self.state.faults.handler {
             hook(&req.path);
         }
+        let (endpoint, response) = self.dispatch(req);
+        self.state.metrics.http_response(endpoint, response.status);
+        response
+    }
+
+    fn dispatch(&mut self, req: &Request) -> (Endpoint, Response) {
         if req.method == Method::Options {
             // CORS preflight; the server adds the Allow-* headers.
-            return Response {
+            let r = Response {
                 status: 204,
                 headers: vec![("Access-Control-Max-Age".into(), "86400".into())],
                 body: response::Body::Empty,
             };
+            return (Endpoint::Options, r);
         }
         // `//x` → `/x`, for GET and HEAD only, as the reference does.
         if req.path.starts_with("//") {
@@ -63,27 +78,32 @@ impl<'a> Handler<'a> {
                 } else {
                     format!("{trimmed}?{}", req.query)
                 };
-                return Response::redirect(&location);
+                return (Endpoint::Redirect, Response::redirect(&location));
             }
-            return method_not_allowed("GET, HEAD");
+            return (Endpoint::NotFound, method_not_allowed("GET, HEAD"));
         }
-        self.route(req)
+        let Some(route) = Route::of(&req.path) else {
+            return (Endpoint::NotFound, not_found());
+        };
+        let endpoint = route.endpoint();
+        if !route.allows(&req.method) {
+            return (endpoint, method_not_allowed(route.allowed()));
+        }
+        (endpoint, self.route(route, req))
     }
 
-    fn route(&mut self, req: &Request) -> Response {
+    fn route(&mut self, route: Route<'_>, req: &Request) -> Response {
         let state = self.state;
         let config = &state.config;
-        let Some(route) = Route::of(&req.path) else {
-            return not_found();
-        };
-        if !route.allows(&req.method) {
-            return method_not_allowed(route.allowed());
-        }
         match route {
             Route::Build => build::post_build(state, &mut self.conn, req),
             Route::BuildStatus(hash) => build::get_build(state, &self.conn, hash),
             Route::Health => Response::json(200, &json!({"status": "ok"})),
-            Route::Stats => build::queue_stats(state, &self.conn),
+            Route::Stats => stats::queue_stats(state, &self.conn),
+            Route::StatsApi(name) => stats::route(state, &self.conn, name, &req.query),
+            Route::Metrics => stats::metrics(state, &self.conn),
+            Route::Page(name) => pages::page(name, req),
+            Route::Static(name) => pages::asset(name, req),
             Route::Revision(version, target, subtarget) => {
                 metadata::revision(config, &state.upstream, version, target, subtarget)
             }
@@ -107,6 +127,13 @@ enum Route<'p> {
     Redirect(&'static str),
     Json,
     Store(&'p str),
+    /// The statistics endpoints under /api/v1 (by their last segment).
+    StatsApi(&'p str),
+    Metrics,
+    /// `/` and `/stats`.
+    Page(&'static str),
+    /// Embedded assets under /static/.
+    Static(&'p str),
 }
 
 impl<'p> Route<'p> {
@@ -127,8 +154,32 @@ impl<'p> Route<'p> {
             ["api", "v1", "latest"] => Route::Redirect("/json/v1/latest.json"),
             ["json", "v1", ..] => Route::Json,
             ["store", ..] => Route::Store(path.strip_prefix("/store/").unwrap_or("")),
+            ["api", "v1", "stats", "summary"] => Route::StatsApi("summary"),
+            ["api", "v1", name] if stats::ENDPOINTS.contains(name) => Route::StatsApi(name),
+            ["metrics"] => Route::Metrics,
+            [""] => Route::Page("overview"),
+            ["stats"] => Route::Page("stats"),
+            ["static", name] => Route::Static(name),
             _ => return None,
         })
+    }
+
+    /// The static label of `asu_http_responses_total`.
+    fn endpoint(&self) -> Endpoint {
+        match self {
+            Route::Build => Endpoint::BuildPost,
+            Route::BuildStatus(_) => Endpoint::BuildStatus,
+            Route::Health => Endpoint::Health,
+            Route::Stats => Endpoint::Stats,
+            Route::Revision(..) => Endpoint::Revision,
+            Route::Redirect(_) => Endpoint::Redirect,
+            Route::Json => Endpoint::Json,
+            Route::Store(_) => Endpoint::Store,
+            Route::StatsApi(_) => Endpoint::StatsApi,
+            Route::Metrics => Endpoint::Metrics,
+            Route::Page(_) => Endpoint::Page,
+            Route::Static(_) => Endpoint::Static,
+        }
     }
 
     fn allowed(&self) -> &'static str {

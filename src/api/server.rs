@@ -147,7 +147,9 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
     };
     let cors = Arc::new(cors_headers(&config.cors_allow_origin));
     let hook_cors = Arc::clone(&cors);
+    let hook_metrics = Arc::clone(&state.metrics);
     let on_error: tiny_http::ErrorHook = Arc::new(move |status, reason| {
+        hook_metrics.server_response(status);
         let response = Response::error(status, reason);
         let mut headers = to_tiny_headers(&response.headers);
         headers.extend(hook_cors.iter().cloned());
@@ -197,6 +199,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
     let accept_server = Arc::clone(&server);
     let accept_cors = Arc::clone(&cors);
     let accept_shed = Arc::clone(&shed);
+    let accept_metrics = Arc::clone(&state.metrics);
     let accept = std::thread::Builder::new()
         .name("http-accept".into())
         .spawn(move || {
@@ -211,6 +214,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
                     // flight; answered rather than trusted.
                     Err(TrySendError::Full(q)) => {
                         accept_shed.record(epoch);
+                        accept_metrics.server_response(503);
                         respond(q.raw, busy(), &accept_cors);
                     }
                     Err(TrySendError::Disconnected(_)) => break,
@@ -266,6 +270,7 @@ impl Pool<'_> {
         for queued in rx.iter() {
             if queued.arrived.elapsed() > self.queue_timeout {
                 self.shed.record(self.epoch);
+                self.state.metrics.server_response(503);
                 respond(queued.raw, busy(), self.cors);
                 continue;
             }
@@ -285,6 +290,7 @@ impl Pool<'_> {
                                 );
                                 // Its database connection may be mid-way.
                                 handler = self.new_handler();
+                                self.state.metrics.server_response(500);
                                 Response::error(500, "Internal server error")
                             }
                         }
@@ -293,6 +299,7 @@ impl Pool<'_> {
                         // The database could not be opened: try again for
                         // the next request, answer this one honestly.
                         handler = self.new_handler();
+                        self.state.metrics.server_response(503);
                         Response::error(503, "Database temporarily unavailable, try again shortly")
                             .with_header("Retry-After", "2")
                     }

@@ -31,6 +31,9 @@ const MAX_CONNECTIONS: u64 = 100_000;
 const MIN_BODY_BYTES: u64 = 4 * 1024;
 const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Upper bound for the statistics retention keys: ten years of days.
+pub const MAX_STATS_DAYS: u64 = 3650;
+
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Which file, if any, the configuration was read from (for the startup log).
@@ -335,6 +338,10 @@ fn apply_key(
         "server_queue_timeout_ms" => config.server_queue_timeout_ms = v.ranged(10, 60_000)?,
         "cors_allow_origin" => config.cors_allow_origin = v.header_value()?,
         "build_key_path" => config.build_key_path = v.optional_path()?,
+        "stats_retention_days" => config.stats_retention_days = v.positive(MAX_STATS_DAYS)?,
+        "stats_rollup_retention_days" => {
+            config.stats_rollup_retention_days = v.positive(MAX_STATS_DAYS)?
+        }
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),

@@ -64,6 +64,10 @@ pub struct Config {
     /// usign secret key to sign images with (its certificate next to it as
     /// `<path>.ucert`); `None`: images stay unsigned.
     pub build_key_path: Option<PathBuf>,
+    /// Raw statistics events older than this are deleted.
+    pub stats_retention_days: u64,
+    /// Daily statistics rollups older than this are deleted.
+    pub stats_rollup_retention_days: u64,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -110,6 +114,8 @@ impl Default for Config {
             server_queue_timeout_ms: 2000,
             cors_allow_origin: "*".into(),
             build_key_path: None,
+            stats_retention_days: 30,
+            stats_rollup_retention_days: 730,
             branches: default_branches(),
         }
     }

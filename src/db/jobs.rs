@@ -404,29 +404,32 @@ pub fn recover_abandoned(
     conn: &mut Connection,
     own_worker_prefix: Option<&str>,
     failure_expires_at: i64,
-) -> Result<(usize, usize), DbError> {
+) -> Result<(usize, Vec<i64>), DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let pattern =
         own_worker_prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
     let abandoned = "status = :running AND (lease_expires_at < :now \
         OR (:own IS NOT NULL AND worker_id LIKE :own ESCAPE '\\'))";
-    let failed = tx.execute(
-        &format!(
+    let failed: Vec<i64> = tx
+        .prepare(&format!(
             "UPDATE build_jobs SET status = :failed, imagebuilder_status = :failed_phase, \
                 detail = 'Error: the worker building this request stopped ' || attempts || ' times; giving up', \
                 finished_at = :now, expires_at = :expires, lease_expires_at = NULL \
-             WHERE {abandoned} AND attempts >= max_attempts"
-        ),
-        named_params! {
-            ":now": now,
-            ":own": pattern,
-            ":expires": failure_expires_at,
-            ":running": JobStatus::Running,
-            ":failed": JobStatus::Failed,
-            ":failed_phase": Phase::Failed,
-        },
-    )?;
+             WHERE {abandoned} AND attempts >= max_attempts RETURNING id"
+        ))?
+        .query_map(
+            named_params! {
+                ":now": now,
+                ":own": pattern,
+                ":expires": failure_expires_at,
+                ":running": JobStatus::Running,
+                ":failed": JobStatus::Failed,
+                ":failed_phase": Phase::Failed,
+            },
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
     let requeued = tx.execute(
         &format!(
             "UPDATE build_jobs SET status = :pending, imagebuilder_status = :queued, \

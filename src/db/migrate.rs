@@ -5,8 +5,10 @@ use rusqlite::Connection;
 use std::path::Path;
 
 /// (version, SQL) in order; version N is applied when user_version < N.
-pub const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/001_initial_schema.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/001_initial_schema.sql")),
+    (2, include_str!("../../migrations/002_statistics.sql")),
+];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 

@@ -4,7 +4,6 @@
 
 pub mod jobs;
 mod migrate;
-pub mod stats;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 

@@ -99,11 +99,13 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
     let config = &shared.config;
     let failure_expiry = db::now_ms() + config.failure_ttl_seconds as i64 * 1000;
     match jobs::recover_abandoned(conn, own_prefix, failure_expiry) {
-        Ok((0, 0)) => {}
+        Ok((0, failed)) if failed.is_empty() => {}
         Ok((requeued, failed)) => {
             log::warn!(
-                "recovered abandoned jobs: {requeued} back in the queue, {failed} failed after too many attempts"
+                "recovered abandoned jobs: {requeued} back in the queue, {} failed after too many attempts",
+                failed.len()
             );
+            record_failures(shared, conn, &failed);
             if requeued > 0 {
                 shared.wake();
             }
@@ -119,6 +121,22 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
         Err(e) => log::warn!("janitor: expiring results failed: {e}"),
     }
     remove_orphan_containers(shared, conn);
+}
+
+/// Jobs failed by recovery end their build like a worker's failure would,
+/// so every queued build is counted as ended exactly once.
+fn record_failures(shared: &QueueShared, conn: &Connection, job_ids: &[i64]) {
+    for id in job_ids {
+        let Ok(Some(job)) = jobs::job_by_id(conn, *id) else {
+            continue;
+        };
+        shared.stats.build_finished(
+            crate::stats::BuildInfo::of_stored(&job.request_hash, &job.request_json),
+            false,
+            0.0,
+            job.detail,
+        );
+    }
 }
 
 fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {

@@ -30,19 +30,26 @@ pub struct QueueShared {
     pub config: Arc<Config>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub inflight: InFlight,
+    /// Build outcomes go to the statistics writer through this.
+    pub stats: crate::stats::Recorder,
     pub stopping: AtomicBool,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
 }
 
 impl QueueShared {
-    pub fn new(config: Arc<Config>, runtime: Arc<dyn ContainerRuntime>) -> Arc<QueueShared> {
+    pub fn new(
+        config: Arc<Config>,
+        runtime: Arc<dyn ContainerRuntime>,
+        stats: crate::stats::Recorder,
+    ) -> Arc<QueueShared> {
         // Bounded: a burst of enqueues needs only as many tokens as workers.
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1024);
         Arc::new(QueueShared {
             config,
             runtime,
             inflight: InFlight::default(),
+            stats,
             stopping: AtomicBool::new(false),
             wake_tx,
             wake_rx,

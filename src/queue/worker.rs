@@ -6,8 +6,9 @@ use super::disposition::{Attempt, Disposition, disposition};
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::config::Config;
-use crate::db::{self, DbError, jobs, stats};
+use crate::db::{self, DbError, jobs};
 use crate::models::{BuildRequest, Phase};
+use crate::stats::BuildInfo;
 use crate::store;
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -86,16 +87,7 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     let aborted = shared.inflight.remove(job.id);
     store::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
-    let event = stats::StatEvent {
-        request_hash: Some(&job.request_hash),
-        version: &request.version,
-        target: &request.target,
-        profile: &request.profile,
-        client: request.client.as_deref().unwrap_or("unknown/0"),
-        diff_packages: request.diff_packages,
-        packages: &request.packages,
-        duration_s: Some(elapsed.as_secs_f64()),
-    };
+    let stat = BuildInfo::of_request(&job.request_hash, request);
     let attempt = Attempt {
         number: job.attempts,
         max: job.max_attempts,
@@ -110,8 +102,15 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
                 job.request_hash,
                 elapsed.as_secs_f64()
             );
-            let _ = stats::record(conn, stats::SUCCESS, &event);
-            complete(conn, config, &job, request, success, elapsed)
+            let completed = complete(conn, config, &job, request, success, elapsed);
+            // Counted once the outcome is stored: a failed write leaves the
+            // job running, and lease recovery will end it instead.
+            if completed.is_ok() {
+                shared
+                    .stats
+                    .build_finished(stat, true, elapsed.as_secs_f64(), None);
+            }
+            completed
         }
         Disposition::Retry {
             after,
@@ -134,8 +133,13 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
         }
         Disposition::Fail { detail, failure } => {
             log::warn!("{name}: {} failed: {detail}", job.request_hash);
-            let _ = stats::record(conn, stats::FAILURE, &event);
-            fail(conn, job.id, &detail, failure, failure_expiry)
+            let failed = fail(conn, job.id, &detail, failure, failure_expiry);
+            if failed.is_ok() {
+                shared
+                    .stats
+                    .build_finished(stat, false, elapsed.as_secs_f64(), Some(detail));
+            }
+            failed
         }
     };
     if let Err(e) = recorded {
@@ -163,17 +167,27 @@ fn build_job(
                 "job {}: stored request is unreadable ({e}); failing it",
                 job.request_hash
             );
-            let _ = jobs::fail(
+            let detail = "Error: stored request is unreadable";
+            let failed = jobs::fail(
                 conn,
                 &jobs::Failure {
                     job_id: job.id,
-                    detail: "Error: stored request is unreadable",
+                    detail,
                     stdout: "",
                     stderr: "",
                     build_cmd: None,
                     expires_at: failure_expiry,
                 },
             );
+            if failed.is_ok() {
+                let stat = BuildInfo {
+                    request_hash: job.request_hash.clone(),
+                    ..BuildInfo::default()
+                };
+                shared
+                    .stats
+                    .build_finished(stat, false, 0.0, Some(detail.into()));
+            }
             return None;
         }
     };

@@ -159,6 +159,11 @@ impl Upstream {
         self.cache.fetch_count()
     }
 
+    /// Upstream fetches that failed so far (network, timeout, HTTP error).
+    pub fn fetch_error_count(&self) -> u64 {
+        self.cache.failed_fetch_count()
+    }
+
     /// HTTP requests sent so far for one path below `upstream_url`.
     pub fn fetch_count_for(&self, path: &str) -> u64 {
         self.cache.fetch_count_for(&self.url(path))

@@ -93,6 +93,12 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Wait until the statistics writer committed every event so far.
+    pub fn flush_stats(&self) {
+        let app = self.app.as_ref().expect("service running");
+        assert!(app.flush_stats(), "statistics writer did not flush");
+    }
+
     pub fn stop(&mut self) {
         if let Some(app) = self.app.take() {
             app.shutdown(Duration::from_secs(5));

@@ -66,6 +66,8 @@ pub struct Cache {
     policy: Policy,
     tick: AtomicU64,
     total_fetches: AtomicU64,
+    /// Fetches that failed (network, timeout, unexpected status), for /metrics.
+    failed_fetches: AtomicU64,
     fetches: Mutex<HashMap<String, u64>>,
 }
 
@@ -121,6 +123,7 @@ impl Cache {
             policy,
             tick: AtomicU64::new(0),
             total_fetches: AtomicU64::new(0),
+            failed_fetches: AtomicU64::new(0),
             fetches: Mutex::new(HashMap::new()),
         }
     }
@@ -128,6 +131,10 @@ impl Cache {
     /// HTTP requests sent so far (all URLs).
     pub fn fetch_count(&self) -> u64 {
         self.total_fetches.load(Ordering::Relaxed)
+    }
+
+    pub fn failed_fetch_count(&self) -> u64 {
+        self.failed_fetches.load(Ordering::Relaxed)
     }
 
     /// HTTP requests sent so far for one URL.
@@ -272,6 +279,7 @@ impl Cache {
         prior: Option<Arc<Doc>>,
         err: UpstreamError,
     ) -> Result<Arc<Doc>, UpstreamError> {
+        self.failed_fetches.fetch_add(1, Ordering::Relaxed);
         let until = now_ms().saturating_add(ms(self.policy.error_backoff));
         match prior {
             Some(doc) => {
