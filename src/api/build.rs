@@ -153,14 +153,15 @@ fn lookup(conn: &Connection, hash: &str) -> Result<Option<Response>, DbError> {
     let now = db::now_ms();
     // One read transaction, so a job completing between the two queries
     // cannot make a finished build look unknown.
-    let tx = conn.unchecked_transaction()?;
-    if let Some(result) = jobs::find_result(&tx, hash, now)? {
-        return Ok(Some(render_result(result)));
-    }
-    match jobs::find_visible_job(&tx, hash, now)? {
-        Some(job) => render_job(&tx, &job).map(Some),
-        None => Ok(None),
-    }
+    db::read_snapshot(conn, |tx| {
+        if let Some(result) = jobs::find_result(tx, hash, now)? {
+            return Ok(Some(render_result(result)));
+        }
+        match jobs::find_visible_job(tx, hash, now)? {
+            Some(job) => render_job(tx, &job).map(Some),
+            None => Ok(None),
+        }
+    })
 }
 
 pub fn get_build(_state: &AppState, conn: &Connection, hash: &str) -> Response {

@@ -40,10 +40,17 @@ struct Queued {
     arrived: Instant,
 }
 
+/// What the handler pool receives: requests, and at shutdown one `Stop`
+/// per handler, queued behind the requests already waiting.
+enum Work {
+    Request(Queued),
+    Stop,
+}
+
 pub struct ServerHandle {
-    server: Arc<tiny_http::Server>,
+    server: tiny_http::Server,
     addr: SocketAddr,
-    accept: Option<JoinHandle<()>>,
+    work: crossbeam_channel::Sender<Work>,
     handlers: Vec<JoinHandle<()>>,
     shed: Arc<Shed>,
 }
@@ -63,14 +70,15 @@ impl ServerHandle {
         self.server.connection_stats()
     }
 
-    /// Stop accepting, let handlers finish what they hold, join them.
-    pub fn shutdown(mut self) {
-        self.server.unblock();
-        if let Some(a) = self.accept.take() {
-            let _ = a.join();
+    /// Stop accepting, let handlers finish what is queued, join them.
+    /// Requests that complete later are answered 503.
+    pub fn shutdown(self) {
+        // The last reference: dropping the server closes the listener.
+        drop(self.server);
+        for _ in &self.handlers {
+            let _ = self.work.send(Work::Stop);
         }
-        // The accept thread owned the only sender: handlers drain and exit.
-        for h in self.handlers.drain(..) {
+        for h in self.handlers {
             let _ = h.join();
         }
     }
@@ -162,18 +170,48 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         };
         (headers, body)
     });
-    let server = tiny_http::Server::with_limits(listener, limits, Some(on_error))
+    // One request per connection at a time: the connection cap bounds the
+    // queue, plus the `Stop`s of a shutdown.
+    let (tx, rx) =
+        crossbeam_channel::bounded::<Work>(settings.max_connections + config.server_threads);
+    let shed = Arc::new(Shed::default());
+    let epoch = Instant::now();
+    let queue_timeout = Duration::from_millis(config.server_queue_timeout_ms);
+
+    // Each connection's thread hands its complete request straight to the
+    // handlers' channel: no thread in between.
+    let sink_tx = tx.clone();
+    let sink_cors = Arc::clone(&cors);
+    let sink_shed = Arc::clone(&shed);
+    let sink_metrics = Arc::clone(&state.metrics);
+    let sink: tiny_http::RequestSink = Arc::new(move |raw| {
+        let queued = Queued {
+            raw,
+            arrived: Instant::now(),
+        };
+        match sink_tx.try_send(Work::Request(queued)) {
+            Ok(()) => {}
+            // Cannot happen while each connection has one request in
+            // flight; answered rather than trusted.
+            Err(TrySendError::Full(Work::Request(q))) => {
+                sink_shed.record(epoch);
+                sink_metrics.server_response(503);
+                respond(q.raw, busy(), &sink_cors);
+            }
+            // The handlers are gone: the service is shutting down.
+            Err(TrySendError::Disconnected(Work::Request(q))) => {
+                sink_metrics.server_response(503);
+                respond(q.raw, busy(), &sink_cors);
+            }
+            Err(_) => {}
+        }
+    });
+    let server = tiny_http::Server::with_sink(listener, limits, Some(on_error), sink)
         .map_err(|e| ServerError(format!("cannot listen on {bind}: {e}")))?;
     let addr = server
         .server_addr()
         .to_ip()
         .ok_or_else(|| ServerError(format!("{bind} is not an IP address")))?;
-    let server = Arc::new(server);
-    // One request per connection at a time: the connection cap bounds it.
-    let (tx, rx) = crossbeam_channel::bounded::<Queued>(settings.max_connections);
-    let shed = Arc::new(Shed::default());
-    let epoch = Instant::now();
-    let queue_timeout = Duration::from_millis(config.server_queue_timeout_ms);
 
     let mut handlers = Vec::with_capacity(config.server_threads);
     for i in 0..config.server_threads {
@@ -196,36 +234,10 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
             .map_err(|e| ServerError(format!("cannot spawn handler thread: {e}")))?;
         handlers.push(h);
     }
-    let accept_server = Arc::clone(&server);
-    let accept_cors = Arc::clone(&cors);
-    let accept_shed = Arc::clone(&shed);
-    let accept_metrics = Arc::clone(&state.metrics);
-    let accept = std::thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || {
-            for raw in accept_server.incoming_requests() {
-                let queued = Queued {
-                    raw,
-                    arrived: Instant::now(),
-                };
-                match tx.try_send(queued) {
-                    Ok(()) => {}
-                    // Cannot happen while each connection has one request in
-                    // flight; answered rather than trusted.
-                    Err(TrySendError::Full(q)) => {
-                        accept_shed.record(epoch);
-                        accept_metrics.server_response(503);
-                        respond(q.raw, busy(), &accept_cors);
-                    }
-                    Err(TrySendError::Disconnected(_)) => break,
-                }
-            }
-        })
-        .map_err(|e| ServerError(format!("cannot spawn accept thread: {e}")))?;
     Ok(ServerHandle {
         server,
         addr,
-        accept: Some(accept),
+        work: tx,
         handlers,
         shed,
     })
@@ -265,9 +277,12 @@ struct Pool<'a> {
 }
 
 impl Pool<'_> {
-    fn run(&self, rx: &Receiver<Queued>) {
+    fn run(&self, rx: &Receiver<Work>) {
         let mut handler = self.new_handler();
-        for queued in rx.iter() {
+        for work in rx.iter() {
+            let Work::Request(queued) = work else {
+                return;
+            };
             if queued.arrived.elapsed() > self.queue_timeout {
                 self.shed.record(self.epoch);
                 self.state.metrics.server_response(503);

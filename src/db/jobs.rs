@@ -1,9 +1,13 @@
 //! Queries over build_requests, build_jobs and build_results: the job queue
 //! lives entirely in SQLite so any process sharing the file can work it.
 //!
-//! Statuses and phases are bound as parameters from `JobStatus` and
-//! `Phase`, never spelled in SQL; the schema's CHECK constraint and partial
-//! index name the same texts (a test below holds them together).
+//! Statuses come from `JobStatus`, never spelled by hand: `status_sql!`
+//! writes their texts into a query once, and phases are bound as
+//! parameters. A status must not be a bound parameter: compared against
+//! the partial index on active jobs, a bound value makes SQLite (built with
+//! STAT4) re-prepare the statement on every execution, which cost more than
+//! the query on every poll. The schema's CHECK constraint and partial index
+//! name the same texts (a test below holds them together).
 
 use super::{DbError, now_ms};
 use crate::models::{BuildRequest, JobStatus, Phase};
@@ -29,6 +33,28 @@ macro_rules! stored_as_text {
 
 stored_as_text!(JobStatus, "job status");
 stored_as_text!(Phase, "phase");
+
+/// `{pending}`, `{running}`, `{completed}` and `{failed}` in `template`
+/// replaced by the quoted status texts.
+fn with_statuses(template: &str) -> String {
+    JobStatus::ALL
+        .iter()
+        .fold(template.to_string(), |sql, status| {
+            sql.replace(
+                &format!("{{{}}}", status.as_str()),
+                &format!("'{}'", status.as_str()),
+            )
+        })
+}
+
+/// A query with its status texts filled in, built once per call site.
+macro_rules! status_sql {
+    ($template:expr) => {{
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| with_statuses($template));
+        SQL.as_str()
+    }};
+}
 
 /// A text column read back through `parse`; unknown text is an error.
 fn from_text<T>(value: ValueRef<'_>, parse: fn(&str) -> Option<T>, what: &str) -> FromSqlResult<T> {
@@ -98,6 +124,15 @@ pub fn find_result(conn: &Connection, hash: &str, now: i64) -> Result<Option<Str
         .optional()?)
 }
 
+fn visible_job_sql() -> &'static str {
+    status_sql!(&format!(
+        "SELECT {JOB_COLUMNS} FROM build_jobs j JOIN build_requests r USING (request_hash) \
+         WHERE j.request_hash = :hash AND (j.status IN ({{pending}}, {{running}}) \
+            OR (j.status = {{failed}} AND j.expires_at > :now)) \
+         ORDER BY (j.status IN ({{pending}}, {{running}})) DESC, j.id DESC LIMIT 1"
+    ))
+}
+
 /// The job that decides what a client sees: an active one if any, else a
 /// failure still inside its failure TTL.
 pub fn find_visible_job(
@@ -105,21 +140,12 @@ pub fn find_visible_job(
     hash: &str,
     now: i64,
 ) -> Result<Option<JobRow>, DbError> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM build_jobs j JOIN build_requests r USING (request_hash) \
-         WHERE j.request_hash = :hash AND (j.status IN (:pending, :running) \
-            OR (j.status = :failed AND j.expires_at > :now)) \
-         ORDER BY (j.status IN (:pending, :running)) DESC, j.id DESC LIMIT 1"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(visible_job_sql())?;
     Ok(stmt
         .query_row(
             named_params! {
                 ":hash": hash,
                 ":now": now,
-                ":pending": JobStatus::Pending,
-                ":running": JobStatus::Running,
-                ":failed": JobStatus::Failed,
             },
             job_from_row,
         )
@@ -136,9 +162,10 @@ pub fn job_by_id(conn: &Connection, id: i64) -> Result<Option<JobRow>, DbError> 
 
 /// 0-based position among pending jobs, in claim order.
 pub fn queue_position(conn: &Connection, job_id: i64) -> Result<i64, DbError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT count(*) FROM build_jobs WHERE status = ?2 AND id < ?1")?;
-    Ok(stmt.query_row(params![job_id, JobStatus::Pending], |r| r.get(0))?)
+    let mut stmt = conn.prepare_cached(status_sql!(
+        "SELECT count(*) FROM build_jobs WHERE status = {pending} AND id < ?1"
+    ))?;
+    Ok(stmt.query_row(params![job_id], |r| r.get(0))?)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,18 +175,16 @@ pub struct QueueCounts {
 }
 
 pub fn queue_counts(conn: &Connection) -> Result<QueueCounts, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT coalesce(sum(status = ?1), 0), coalesce(sum(status = ?2), 0) \
-         FROM build_jobs WHERE status IN (?1, ?2)",
-    )?;
-    Ok(
-        stmt.query_row(params![JobStatus::Pending, JobStatus::Running], |r| {
-            Ok(QueueCounts {
-                pending: r.get(0)?,
-                running: r.get(1)?,
-            })
-        })?,
-    )
+    let mut stmt = conn.prepare_cached(status_sql!(
+        "SELECT coalesce(sum(status = {pending}), 0), coalesce(sum(status = {running}), 0) \
+         FROM build_jobs WHERE status IN ({pending}, {running})"
+    ))?;
+    Ok(stmt.query_row([], |r| {
+        Ok(QueueCounts {
+            pending: r.get(0)?,
+            running: r.get(1)?,
+        })
+    })?)
 }
 
 /// What the queue needs to store for a new job.
@@ -200,11 +225,11 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
     {
         return Ok(EnqueueOutcome::Existing(existing));
     }
-    let pending: i64 = tx.query_row(
-        "SELECT count(*) FROM build_jobs WHERE status = ?1",
-        params![JobStatus::Pending],
-        |r| r.get(0),
-    )?;
+    let pending: i64 = tx
+        .prepare_cached(status_sql!(
+            "SELECT count(*) FROM build_jobs WHERE status = {pending}"
+        ))?
+        .query_row([], |r| r.get(0))?;
     // The reference refuses once the queue is longer than the limit.
     if pending > job.max_pending as i64 {
         return Ok(EnqueueOutcome::Overloaded(pending));
@@ -226,18 +251,17 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
             now
         ],
     )?;
-    tx.execute(
+    tx.prepare_cached(status_sql!(
         "INSERT INTO build_jobs (request_hash, status, imagebuilder_status, max_attempts, \
-            enqueued_at, enqueued_ms) VALUES (?1, ?5, ?6, ?2, ?3, ?4)",
-        params![
-            job.request_hash,
-            job.max_attempts,
-            job.enqueued_at,
-            now,
-            JobStatus::Pending,
-            Phase::Queued
-        ],
-    )?;
+            enqueued_at, enqueued_ms) VALUES (?1, {pending}, ?5, ?2, ?3, ?4)"
+    ))?
+    .execute(params![
+        job.request_hash,
+        job.max_attempts,
+        job.enqueued_at,
+        now,
+        Phase::Queued
+    ])?;
     let id = tx.last_insert_rowid();
     let row = job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
     tx.commit()?;
@@ -254,18 +278,18 @@ pub fn claim(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let id: Option<i64> = tx
         .query_row(
-            "UPDATE build_jobs SET status = :running, imagebuilder_status = :init, \
-                worker_id = :worker, lease_expires_at = :lease, started_at = :now, \
-                attempts = attempts + 1, detail = 'init' \
-             WHERE id = (SELECT id FROM build_jobs WHERE status = :pending AND not_before <= :now \
-                         ORDER BY id LIMIT 1) \
-             RETURNING id",
+            status_sql!(
+                "UPDATE build_jobs SET status = {running}, imagebuilder_status = :init, \
+                    worker_id = :worker, lease_expires_at = :lease, started_at = :now, \
+                    attempts = attempts + 1, detail = 'init' \
+                 WHERE id = (SELECT id FROM build_jobs WHERE status = {pending} \
+                             AND not_before <= :now ORDER BY id LIMIT 1) \
+                 RETURNING id"
+            ),
             named_params! {
                 ":worker": worker,
                 ":lease": now + lease_ms,
                 ":now": now,
-                ":pending": JobStatus::Pending,
-                ":running": JobStatus::Running,
                 ":init": Phase::Init,
             },
             |r| r.get(0),
@@ -280,10 +304,10 @@ pub fn claim(
 }
 
 pub fn set_phase(conn: &Connection, job_id: i64, phase: Phase) -> Result<(), DbError> {
-    conn.prepare_cached(
-        "UPDATE build_jobs SET imagebuilder_status = ?2 WHERE id = ?1 AND status = ?3",
-    )?
-    .execute(params![job_id, phase, JobStatus::Running])?;
+    conn.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET imagebuilder_status = ?2 WHERE id = ?1 AND status = {running}"
+    ))?
+    .execute(params![job_id, phase])?;
     Ok(())
 }
 
@@ -293,11 +317,12 @@ pub fn renew_leases(
     worker_ids: &[(i64, String)],
     until: i64,
 ) -> Result<(), DbError> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE build_jobs SET lease_expires_at = ?3 WHERE id = ?1 AND worker_id = ?2 AND status = ?4",
-    )?;
+    let mut stmt = conn.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET lease_expires_at = ?3 \
+         WHERE id = ?1 AND worker_id = ?2 AND status = {running}"
+    ))?;
     for (id, worker) in worker_ids {
-        stmt.execute(params![id, worker, until, JobStatus::Running])?;
+        stmt.execute(params![id, worker, until])?;
     }
     Ok(())
 }
@@ -326,17 +351,11 @@ pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError
             c.expires_at
         ],
     )?;
-    tx.execute(
-        "UPDATE build_jobs SET status = ?4, imagebuilder_status = ?5, detail = 'done', \
-            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1",
-        params![
-            c.job_id,
-            now,
-            c.expires_at,
-            JobStatus::Completed,
-            Phase::Done
-        ],
-    )?;
+    tx.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET status = {completed}, imagebuilder_status = ?4, detail = 'done', \
+            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1"
+    ))?
+    .execute(params![c.job_id, now, c.expires_at, Phase::Done])?;
     tx.commit()?;
     Ok(())
 }
@@ -351,11 +370,11 @@ pub struct Failure<'a> {
 }
 
 pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
-    conn.prepare_cached(
-        "UPDATE build_jobs SET status = ?8, imagebuilder_status = ?9, detail = ?2, \
+    conn.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET status = {failed}, imagebuilder_status = ?8, detail = ?2, \
             stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
-            lease_expires_at = NULL WHERE id = ?1",
-    )?
+            lease_expires_at = NULL WHERE id = ?1"
+    ))?
     .execute(params![
         f.job_id,
         f.detail,
@@ -364,7 +383,6 @@ pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
         f.build_cmd,
         now_ms(),
         f.expires_at,
-        JobStatus::Failed,
         Phase::Failed
     ])?;
     Ok(())
@@ -379,21 +397,13 @@ pub fn requeue(
     refund: bool,
     note: &str,
 ) -> Result<(), DbError> {
-    conn.prepare_cached(
-        "UPDATE build_jobs SET status = ?5, imagebuilder_status = ?6, worker_id = NULL, \
+    conn.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET status = {pending}, imagebuilder_status = ?5, worker_id = NULL, \
             lease_expires_at = NULL, not_before = ?2, detail = ?4, \
             attempts = CASE WHEN ?3 THEN max(attempts - 1, 0) ELSE attempts END \
-         WHERE id = ?1 AND status = ?7",
-    )?
-    .execute(params![
-        job_id,
-        not_before,
-        refund,
-        note,
-        JobStatus::Pending,
-        Phase::Queued,
-        JobStatus::Running
-    ])?;
+         WHERE id = ?1 AND status = {running}"
+    ))?
+    .execute(params![job_id, not_before, refund, note, Phase::Queued])?;
     Ok(())
 }
 
@@ -409,37 +419,33 @@ pub fn recover_abandoned(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let pattern =
         own_worker_prefix.map(|p| format!("{}%", p.replace('%', "\\%").replace('_', "\\_")));
-    let abandoned = "status = :running AND (lease_expires_at < :now \
+    let abandoned = "status = {running} AND (lease_expires_at < :now \
         OR (:own IS NOT NULL AND worker_id LIKE :own ESCAPE '\\'))";
     let failed: Vec<i64> = tx
-        .prepare(&format!(
-            "UPDATE build_jobs SET status = :failed, imagebuilder_status = :failed_phase, \
+        .prepare(&with_statuses(&format!(
+            "UPDATE build_jobs SET status = {{failed}}, imagebuilder_status = :failed_phase, \
                 detail = 'Error: the worker building this request stopped ' || attempts || ' times; giving up', \
                 finished_at = :now, expires_at = :expires, lease_expires_at = NULL \
              WHERE {abandoned} AND attempts >= max_attempts RETURNING id"
-        ))?
+        )))?
         .query_map(
             named_params! {
                 ":now": now,
                 ":own": pattern,
                 ":expires": failure_expires_at,
-                ":running": JobStatus::Running,
-                ":failed": JobStatus::Failed,
                 ":failed_phase": Phase::Failed,
             },
             |r| r.get(0),
         )?
         .collect::<Result<_, _>>()?;
     let requeued = tx.execute(
-        &format!(
-            "UPDATE build_jobs SET status = :pending, imagebuilder_status = :queued, \
+        &with_statuses(&format!(
+            "UPDATE build_jobs SET status = {{pending}}, imagebuilder_status = :queued, \
                 worker_id = NULL, lease_expires_at = NULL, not_before = 0 WHERE {abandoned}"
-        ),
+        )),
         named_params! {
             ":now": now,
             ":own": pattern,
-            ":running": JobStatus::Running,
-            ":pending": JobStatus::Pending,
             ":queued": Phase::Queued,
         },
     )?;
@@ -464,8 +470,10 @@ pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, Db
         params![now],
     )?;
     tx.execute(
-        "DELETE FROM build_jobs WHERE status IN (?2, ?3) AND expires_at <= ?1",
-        params![now, JobStatus::Completed, JobStatus::Failed],
+        status_sql!(
+            "DELETE FROM build_jobs WHERE status IN ({completed}, {failed}) AND expires_at <= ?1"
+        ),
+        params![now],
     )?;
     tx.execute(
         "DELETE FROM build_requests WHERE request_hash NOT IN (SELECT request_hash FROM build_jobs) \
@@ -487,14 +495,12 @@ pub enum JobActivity {
 }
 
 pub fn job_activity(conn: &Connection, hash: &str) -> Result<JobActivity, DbError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT count(*), coalesce(sum(status IN (?2, ?3)), 0) \
-         FROM build_jobs WHERE request_hash = ?1",
-    )?;
-    let (all, active): (i64, i64) = stmt
-        .query_row(params![hash, JobStatus::Pending, JobStatus::Running], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let mut stmt = conn.prepare_cached(status_sql!(
+        "SELECT count(*), coalesce(sum(status IN ({pending}, {running})), 0) \
+         FROM build_jobs WHERE request_hash = ?1"
+    ))?;
+    let (all, active): (i64, i64) =
+        stmt.query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(match (all, active) {
         (0, _) => JobActivity::Unknown,
         (_, 0) => JobActivity::Finished,
@@ -505,6 +511,33 @@ pub fn job_activity(conn: &Connection, hash: &str) -> Result<JobActivity, DbErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_written_into_queries_quoted() {
+        assert_eq!(
+            with_statuses("status IN ({pending}, {running}) OR status = {failed} OR {completed}"),
+            "status IN ('pending', 'running') OR status = 'failed' OR 'completed'"
+        );
+    }
+
+    /// The queries of every poll and POST are prepared once per connection:
+    /// a plan that depended on a bound value would be re-prepared at each
+    /// new binding (partial-index checks do that unless QPSG is on).
+    #[test]
+    fn hot_queries_are_never_re_prepared() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::db::open_and_migrate(&dir.path().join("q.db")).unwrap();
+        for i in 0..4 {
+            let hash = format!("h{i}");
+            find_result(&conn, &hash, 1000 + i).unwrap();
+            find_visible_job(&conn, &hash, 1000 + i).unwrap();
+            queue_position(&conn, i).unwrap();
+            queue_counts(&conn).unwrap();
+            job_activity(&conn, &hash).unwrap();
+        }
+        let stmt = conn.prepare_cached(visible_job_sql()).unwrap();
+        assert_eq!(stmt.get_status(rusqlite::StatementStatus::RePrepare), 0);
+    }
 
     /// The enum and the schema spell the statuses the same way.
     #[test]

@@ -85,11 +85,38 @@ pub fn open(path: &Path) -> Result<Connection, DbError> {
         source,
     })?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Plans must not depend on bound values: otherwise a statement whose
+    // parameter feeds a partial-index check is re-prepared at every new
+    // binding, and every poll parsed its SQL anew (`db::jobs` tests this).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     // WAL: handler reads never wait for the worker's writes.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// Runs `f` in one read transaction, so that its queries see one state of
+/// the database. The BEGIN and COMMIT are cached statements: rusqlite's
+/// `Transaction` parses them anew each time, which on the request path of
+/// every poll cost more than the queries themselves.
+pub fn read_snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+    let out = f(conn);
+    // Nothing was written: COMMIT and ROLLBACK both just end it.
+    let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = conn.prepare_cached(end).and_then(|mut s| s.execute([]));
+    match (out, ended) {
+        (Ok(v), Ok(_)) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e.into()),
+    }
 }
 
 /// Open and bring the schema up to date; the start-up path.

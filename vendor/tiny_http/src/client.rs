@@ -19,8 +19,8 @@ use ascii::AsciiString;
 use crate::common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 use crate::limits::{BodyBudget, Counters, ErrorHook, Limits};
 use crate::request::{new_request, Notification};
-use crate::util::{DeadlineReader, MessagesQueue, RefinedTcpStream, SequentialWriterBuilder};
-use crate::{Message, Request, Response};
+use crate::util::{DeadlineReader, RefinedTcpStream, SequentialWriterBuilder};
+use crate::{Request, Response};
 
 /// Socket buffers per connection: a typical request head, and a typical
 /// JSON answer with its head, each in one system call.
@@ -100,9 +100,9 @@ impl ClientConnection {
         }
     }
 
-    /// Serves the connection until it closes: each request is pushed to
-    /// `messages`, and the next one is read only once it was answered.
-    pub(crate) fn run(mut self, messages: &MessagesQueue<Message>, closing: &AtomicBool) {
+    /// Serves the connection until it closes: each request is handed to
+    /// `deliver`, and the next one is read only once it was answered.
+    pub(crate) fn run(mut self, deliver: &(dyn Fn(Request) + Send + Sync), closing: &AtomicBool) {
         let (tx, rx) = mpsc::channel();
         loop {
             let (request, keep_alive) = match self.read_request() {
@@ -114,11 +114,11 @@ impl ClientConnection {
                 }
             };
             let keep_alive = keep_alive && !closing.load(Ordering::Relaxed);
-            messages.push(Message::NewRequest(
+            deliver(
                 request
                     .with_keep_alive(keep_alive)
                     .with_notify_sender(tx.clone()),
-            ));
+            );
             let still_open = match rx.recv() {
                 Ok(Notification::Sent { keep_alive }) => keep_alive,
                 Ok(Notification::Deferred(write)) => write(),

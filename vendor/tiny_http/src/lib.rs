@@ -111,6 +111,10 @@ use util::MessagesQueue;
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use limits::{ConnectionStats, ErrorHook, Limits};
+
+/// Where a server with [`Server::with_sink`] hands each complete request,
+/// from the connection's own thread. (asu-builder patch)
+pub type RequestSink = Arc<dyn Fn(Request) + Send + Sync>;
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
@@ -248,17 +252,43 @@ impl Server {
         limits: Limits,
         on_error: Option<ErrorHook>,
     ) -> IoResult<Server> {
-        let listener = listener.into();
+        let messages = MessagesQueue::with_capacity(8);
+        let queue = messages.clone();
+        let sink: RequestSink = Arc::new(move |rq: Request| queue.push(rq.into()));
+        Self::start(listener.into(), limits, on_error, sink, messages)
+    }
+
+    /// Like [`Server::with_limits`], but each complete request is handed to
+    /// `sink` by the thread of its connection, instead of waiting in the
+    /// server's own queue for `recv()`: one hand-over less per request when
+    /// the application has a queue of its own. `recv()` and
+    /// `incoming_requests()` then only return when unblocked.
+    /// (asu-builder patch)
+    pub fn with_sink<L: Into<Listener>>(
+        listener: L,
+        limits: Limits,
+        on_error: Option<ErrorHook>,
+        sink: RequestSink,
+    ) -> IoResult<Server> {
+        let messages = MessagesQueue::with_capacity(1);
+        Self::start(listener.into(), limits, on_error, sink, messages)
+    }
+
+    fn start(
+        listener: Listener,
+        limits: Limits,
+        on_error: Option<ErrorHook>,
+        sink: RequestSink,
+        messages: Arc<MessagesQueue<Message>>,
+    ) -> IoResult<Server> {
         let close_trigger = Arc::new(AtomicBool::new(false));
         let local_addr = listener.local_addr()?;
         log::debug!("Server listening on {}", local_addr);
 
-        let messages = MessagesQueue::with_capacity(8);
         let counters = Arc::new(Counters::default());
         let limits = Arc::new(limits);
 
         let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
         let inside_counters = counters.clone();
         thread::Builder::new()
             .name("http-listen".into())
@@ -267,7 +297,7 @@ impl Server {
                     listener,
                     limits,
                     on_error,
-                    inside_messages,
+                    sink,
                     inside_counters,
                     inside_close_trigger,
                 )
@@ -349,7 +379,7 @@ fn accept_loop(
     listener: Listener,
     limits: Arc<Limits>,
     on_error: Option<ErrorHook>,
-    messages: Arc<MessagesQueue<Message>>,
+    sink: RequestSink,
     counters: Arc<Counters>,
     close: Arc<AtomicBool>,
 ) {
@@ -403,12 +433,12 @@ fn accept_loop(
             counters.clone(),
             on_error.clone(),
         );
-        let messages = messages.clone();
+        let sink = sink.clone();
         let close = close.clone();
         let mut task = Some((client, guard));
         let spawned = tasks_pool.spawn(Box::new(move || {
             if let Some((client, _guard)) = task.take() {
-                client.run(&messages, &close);
+                client.run(&*sink, &close);
             }
         }));
         if let Err(e) = spawned {
