@@ -40,12 +40,9 @@ struct Queued {
     arrived: Instant,
 }
 
-/// What the handler pool receives: requests, and at shutdown one `Stop`
+/// What the handler pool receives: requests, and at shutdown one `None`
 /// per handler, queued behind the requests already waiting.
-enum Work {
-    Request(Queued),
-    Stop,
-}
+type Work = Option<Queued>;
 
 pub struct ServerHandle {
     server: tiny_http::Server,
@@ -76,7 +73,7 @@ impl ServerHandle {
         // The last reference: dropping the server closes the listener.
         drop(self.server);
         for _ in &self.handlers {
-            let _ = self.work.send(Work::Stop);
+            let _ = self.work.send(None);
         }
         for h in self.handlers {
             let _ = h.join();
@@ -171,7 +168,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         (headers, body)
     });
     // One request per connection at a time: the connection cap bounds the
-    // queue, plus the `Stop`s of a shutdown.
+    // queue, plus the stop signals of a shutdown.
     let (tx, rx) =
         crossbeam_channel::bounded::<Work>(settings.max_connections + config.server_threads);
     let shed = Arc::new(Shed::default());
@@ -189,17 +186,17 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
             raw,
             arrived: Instant::now(),
         };
-        match sink_tx.try_send(Work::Request(queued)) {
+        match sink_tx.try_send(Some(queued)) {
             Ok(()) => {}
             // Cannot happen while each connection has one request in
             // flight; answered rather than trusted.
-            Err(TrySendError::Full(Work::Request(q))) => {
+            Err(TrySendError::Full(Some(q))) => {
                 sink_shed.record(epoch);
                 sink_metrics.server_response(503);
                 respond(q.raw, busy(), &sink_cors);
             }
             // The handlers are gone: the service is shutting down.
-            Err(TrySendError::Disconnected(Work::Request(q))) => {
+            Err(TrySendError::Disconnected(Some(q))) => {
                 sink_metrics.server_response(503);
                 respond(q.raw, busy(), &sink_cors);
             }
@@ -280,7 +277,7 @@ impl Pool<'_> {
     fn run(&self, rx: &Receiver<Work>) {
         let mut handler = self.new_handler();
         for work in rx.iter() {
-            let Work::Request(queued) = work else {
+            let Some(queued) = work else {
                 return;
             };
             if queued.arrived.elapsed() > self.queue_timeout {
