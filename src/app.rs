@@ -100,6 +100,7 @@ pub fn start_with_faults(
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
         faults,
+        branch_docs: Default::default(),
         metrics,
         stats: recorder,
     });

@@ -39,6 +39,8 @@ fn body_bytes(resp: Response) -> Vec<u8> {
     match resp.body {
         Body::Empty => Vec::new(),
         Body::Bytes(b) => b,
+        Body::Shared(b) => b.to_vec(),
+        Body::Static(b) => b.to_vec(),
         Body::File {
             mut file,
             offset,

@@ -43,6 +43,7 @@ struct Env {
     db: PathBuf,
     config: Arc<Config>,
     up: Upstream,
+    docs: metadata::BranchDocs,
 }
 
 impl Env {
@@ -65,7 +66,24 @@ impl Env {
             db,
             config,
             up,
+            docs: metadata::BranchDocs::default(),
         }
+    }
+
+    /// Adds release 1.2.4 to the fake's `.versions.json`; returns the file.
+    fn fake_versions_with_new_release(&self) -> Vec<u8> {
+        let path = format!(
+            "{}/tests/fixtures/upstream/{VERSIONS}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        v["versions_list"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!("1.2.4"));
+        let body = serde_json::to_vec(&v).unwrap();
+        self.fake.set_file(VERSIONS, body.clone());
+        body
     }
 
     fn reopen(&self) -> Upstream {
@@ -77,16 +95,21 @@ impl Env {
     }
 
     fn json(&self, path: &str) -> (u16, Value) {
-        let resp = metadata::route_json(&self.config, &self.up, path)
-            .unwrap_or_else(|| panic!("{path} is not routed"));
-        body_json(resp)
+        body_json(self.route(path))
+    }
+
+    fn route(&self, path: &str) -> Response {
+        metadata::route_json(&self.config, &self.up, &self.docs, path)
+            .unwrap_or_else(|| panic!("{path} is not routed"))
     }
 }
 
 fn body_json(resp: Response) -> (u16, Value) {
     assert_eq!(resp.header("Content-Type"), Some("application/json"));
-    let Body::Bytes(bytes) = resp.body else {
-        panic!("expected a byte body")
+    let bytes = match resp.body {
+        Body::Bytes(b) => b,
+        Body::Shared(b) => b.to_vec(),
+        _ => panic!("expected a byte body"),
     };
     (resp.status, serde_json::from_slice(&bytes).unwrap())
 }
@@ -505,6 +528,33 @@ fn packages_are_normalised() {
 
 // ---- /json/v1 endpoints ----
 
+fn shared(resp: Response) -> std::sync::Arc<[u8]> {
+    match resp.body {
+        Body::Shared(b) => b,
+        _ => panic!("the branch documents are served as shared bytes"),
+    }
+}
+
+#[test]
+fn branch_documents_render_once_until_upstream_changes() {
+    let env = Env::with(|_| {}, expiring());
+    let first = shared(env.route("/json/v1/overview.json"));
+    let again = shared(env.route("/json/v1/overview.json"));
+    // Nothing changed upstream: the very same bytes, not a new rendering.
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    let text = String::from_utf8(env.fake_versions_with_new_release()).unwrap();
+    assert!(text.contains("1.2.4"));
+    let changed = shared(env.route("/json/v1/overview.json"));
+    assert!(!std::sync::Arc::ptr_eq(&first, &changed));
+    let o: Value = serde_json::from_slice(&changed).unwrap();
+    assert!(
+        o["branches"]["1.2"]["versions"]
+            .to_string()
+            .contains("1.2.4"),
+        "{o}"
+    );
+}
+
 #[test]
 fn overview_shape() {
     let env = Env::with(
@@ -800,7 +850,7 @@ fn unknown_or_unsafe_paths_are_not_routed() {
         "/json/v1/releases/1.2.3/profile.json",
     ] {
         assert!(
-            metadata::route_json(&env.config, &env.up, path).is_none(),
+            metadata::route_json(&env.config, &env.up, &env.docs, path).is_none(),
             "{path}"
         );
     }

@@ -7,21 +7,28 @@
 //! never break overview or branches, per-profile documents resolve board
 //! names, versions sort numerically.
 
-use crate::api::response::Response;
+use crate::api::response::{Body, Response};
 use crate::config::{self, Branch, Config};
 use crate::upstream::{Freshness, Upstream, UpstreamError, Versions, packages, versions};
 use serde_json::{Map, Value, json};
+use std::hash::Hasher;
+use std::sync::{Arc, Mutex};
 
 const PREFIX: &str = "/json/v1/";
 
 /// Everything under `/json/v1/`; `None` when the path names no endpoint (the
 /// router answers 404). `path` is the request path without the query.
-pub fn route_json(config: &Config, upstream: &Upstream, path: &str) -> Option<Response> {
+pub fn route_json(
+    config: &Config,
+    upstream: &Upstream,
+    docs: &BranchDocs,
+    path: &str,
+) -> Option<Response> {
     let rest = path.strip_prefix(PREFIX)?;
     match rest {
-        "overview.json" => return Some(overview_json(config, upstream)),
-        "branches.json" => return Some(branches_json(config, upstream)),
-        "latest.json" => return Some(latest_json(config, upstream)),
+        "overview.json" => return Some(docs.answer(config, upstream, |d| &d.overview)),
+        "branches.json" => return Some(docs.answer(config, upstream, |d| &d.branches)),
+        "latest.json" => return Some(docs.answer(config, upstream, |d| &d.latest)),
         _ => {}
     }
     if !safe_path(rest) {
@@ -75,18 +82,106 @@ fn ok(value: Value) -> Response {
     Response::json(200, &value)
 }
 
-/// `/json/v1/overview.json`.
-pub fn overview_json(config: &Config, upstream: &Upstream) -> Response {
-    let versions = match upstream.versions() {
-        Ok(v) => v,
-        Err(e) => return upstream_error(&e),
-    };
-    let branches: Map<String, Value> = branch_objects(config, upstream, &versions)
+/// `overview.json`, `branches.json` and `latest.json`, rendered once per
+/// state of what they show and served as shared bytes until that changes:
+/// clients fetch them on every page load and poll, and rendering them
+/// (every branch's targets) cost more than all the rest of the request.
+///
+/// Their inputs are the parsed versions and targets, which the upstream
+/// cache hands out as the same `Arc` until upstream changes, and the
+/// configuration they show (fingerprinted, so a reloaded configuration
+/// re-renders them).
+#[derive(Default)]
+pub struct BranchDocs {
+    last: Mutex<Option<Arc<Rendered>>>,
+}
+
+pub struct Rendered {
+    versions: Arc<Versions>,
+    targets: Vec<Option<Arc<Map<String, Value>>>>,
+    config: u64,
+    overview: Arc<[u8]>,
+    branches: Arc<[u8]>,
+    latest: Arc<[u8]>,
+}
+
+impl BranchDocs {
+    fn answer(
+        &self,
+        config: &Config,
+        upstream: &Upstream,
+        which: impl Fn(&Rendered) -> &Arc<[u8]>,
+    ) -> Response {
+        match self.current(config, upstream) {
+            Ok(docs) => Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: Body::Shared(Arc::clone(which(&docs))),
+            },
+            Err(e) => upstream_error(&e),
+        }
+    }
+
+    fn current(
+        &self,
+        config: &Config,
+        upstream: &Upstream,
+    ) -> Result<Arc<Rendered>, UpstreamError> {
+        let versions = upstream.versions()?;
+        let branches = branch_versions(config, &versions);
+        let targets: Vec<Option<Arc<Map<String, Value>>>> = branches
+            .iter()
+            .map(|(_, mine)| {
+                mine.first()
+                    .and_then(|v| branch_targets(config, upstream, v))
+            })
+            .collect();
+        let fingerprint = config_fingerprint(config);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(docs) = last.as_ref()
+            && Arc::ptr_eq(&docs.versions, &versions)
+            && docs.config == fingerprint
+            && docs.targets.len() == targets.len()
+            && docs
+                .targets
+                .iter()
+                .zip(&targets)
+                .all(|(a, b)| match (a, b) {
+                    // A missing targets file is a fresh empty map each time.
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || (a.is_empty() && b.is_empty()),
+                    (None, None) => true,
+                    _ => false,
+                })
+        {
+            return Ok(Arc::clone(docs));
+        }
+        let docs = Arc::new(render(config, versions, branches, targets, fingerprint));
+        *last = Some(Arc::clone(&docs));
+        Ok(docs)
+    }
+}
+
+fn render(
+    config: &Config,
+    versions: Arc<Versions>,
+    branches: Vec<(String, Vec<String>)>,
+    targets: Vec<Option<Arc<Map<String, Value>>>>,
+    fingerprint: u64,
+) -> Rendered {
+    let objects: Vec<(String, Value)> = branches
         .into_iter()
+        .zip(&targets)
+        .map(|((name, mine), targets)| {
+            let branch = &config.branches[&name];
+            let targets = targets.as_deref().cloned().unwrap_or_default();
+            let object = branch_object(&name, branch, mine, targets);
+            (name, object)
+        })
         .collect();
-    ok(json!({
+    let latest = json!({ "latest": versions.latest });
+    let overview = json!({
         "latest": versions.latest,
-        "branches": branches,
+        "branches": objects.iter().cloned().collect::<Map<String, Value>>(),
         "upstream_url": config.upstream_url,
         "server": {
             "version": env!("CARGO_PKG_VERSION"),
@@ -96,65 +191,78 @@ pub fn overview_json(config: &Config, upstream: &Upstream) -> Response {
             "max_custom_rootfs_size_mb": config.max_custom_rootfs_size_mb,
             "max_defaults_length": config.max_defaults_length,
         },
-    }))
-}
-
-/// `/json/v1/branches.json`: the branch objects as a list.
-pub fn branches_json(config: &Config, upstream: &Upstream) -> Response {
-    match upstream.versions() {
-        Ok(versions) => ok(Value::Array(
-            branch_objects(config, upstream, &versions)
-                .into_iter()
-                .map(|(_, b)| b)
-                .collect(),
-        )),
-        Err(e) => upstream_error(&e),
+    });
+    let list = Value::Array(objects.into_iter().map(|(_, b)| b).collect());
+    let bytes = |v: &Value| Arc::from(serde_json::to_vec(v).unwrap_or_default());
+    Rendered {
+        overview: bytes(&overview),
+        branches: bytes(&list),
+        latest: bytes(&latest),
+        versions,
+        targets,
+        config: fingerprint,
     }
 }
 
-/// `/json/v1/latest.json`.
-pub fn latest_json(_config: &Config, upstream: &Upstream) -> Response {
-    match upstream.versions() {
-        Ok(versions) => ok(json!({ "latest": versions.latest })),
-        Err(e) => upstream_error(&e),
+/// A hash of what the branch documents show of the configuration.
+fn config_fingerprint(config: &Config) -> u64 {
+    struct HashWriter(std::collections::hash_map::DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
+    let mut h = HashWriter(Default::default());
+    let shown = (
+        &config.branches,
+        &config.upstream_url,
+        config.allow_defaults,
+        &config.repository_allow_list,
+        config.max_custom_rootfs_size_mb,
+        config.max_defaults_length,
+    );
+    // Serializing plain config data cannot fail; if it did, the fingerprint
+    // would only stay the same and the documents would not re-render.
+    let _ = serde_json::to_writer(&mut h, &shown);
+    h.0.finish()
 }
 
-/// Branch objects in the reference's order (snapshots first, then releases
-/// newest first), each with its versions and its first version's targets.
-fn branch_objects(config: &Config, upstream: &Upstream, all: &Versions) -> Vec<(String, Value)> {
+/// Each branch in the reference's order (snapshots first, then releases
+/// newest first) with its versions, newest first.
+fn branch_versions(config: &Config, all: &Versions) -> Vec<(String, Vec<String>)> {
     let mut names: Vec<&String> = config.branches.keys().collect();
     names.sort_by(|a, b| versions::cmp_versions(b, a));
     names
         .into_iter()
         .map(|name| {
-            let branch = &config.branches[name];
             let mine: Vec<String> = all
                 .versions
                 .iter()
                 .filter(|v| config::branch_name(&config.branches, v) == *name)
                 .cloned()
                 .collect();
-            let targets = mine
-                .first()
-                .map(|newest| branch_targets(config, upstream, newest))
-                .unwrap_or_default();
-            (name.clone(), branch_object(name, branch, mine, targets))
+            (name.clone(), mine)
         })
         .collect()
 }
 
-/// A branch's targets never fail the whole overview: without them the
-/// branch is listed with `{}` (clients skip it).
-fn branch_targets(config: &Config, upstream: &Upstream, version: &str) -> Map<String, Value> {
-    let Some(path) = config::version_path(&config.branches, version) else {
-        return Map::new();
-    };
+/// A branch's targets never fail the whole overview: without them (`None`)
+/// the branch is listed with `{}` (clients skip it).
+fn branch_targets(
+    config: &Config,
+    upstream: &Upstream,
+    version: &str,
+) -> Option<Arc<Map<String, Value>>> {
+    let path = config::version_path(&config.branches, version)?;
     match upstream.targets(&path) {
-        Ok(t) => (*t).clone(),
+        Ok(t) => Some(t),
         Err(e) => {
             log::warn!("targets of {version} unavailable: {e}");
-            Map::new()
+            None
         }
     }
 }

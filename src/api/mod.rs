@@ -29,6 +29,8 @@ pub struct AppState {
     pub queue: Arc<QueueShared>,
     /// Test-only fault hooks; empty in production.
     pub faults: Faults,
+    /// overview.json, branches.json, latest.json, rendered once per state.
+    pub branch_docs: metadata::BranchDocs,
     /// Prometheus counters; the server also counts what it answers itself.
     pub metrics: Arc<Metrics>,
     /// Statistics events go to the writer thread through this.
@@ -109,7 +111,8 @@ impl<'a> Handler<'a> {
             }
             Route::Redirect(location) => Response::redirect(location),
             Route::Json => {
-                metadata::route_json(config, &state.upstream, &req.path).unwrap_or_else(not_found)
+                metadata::route_json(config, &state.upstream, &state.branch_docs, &req.path)
+                    .unwrap_or_else(not_found)
             }
             Route::Store(rest) => store::serve_store(&config.store_path, rest, req.header("Range")),
         }

@@ -108,11 +108,17 @@ fn not_modified(req: &Request, etag: &str) -> bool {
     })
 }
 
-fn answer(req: &Request, etag: &str, cache: &str, content_type: &str, body: &[u8]) -> Response {
+fn answer(
+    req: &Request,
+    etag: &str,
+    cache: &str,
+    content_type: &str,
+    body: &'static [u8],
+) -> Response {
     let (status, body) = if not_modified(req, etag) {
         (304, Body::Empty)
     } else {
-        (200, Body::Bytes(body.to_vec()))
+        (200, Body::Static(body))
     };
     let mut headers = vec![
         ("ETag".to_string(), etag.to_string()),

@@ -2,10 +2,15 @@
 
 use serde_json::{Value, json};
 use std::fs::File;
+use std::sync::Arc;
 
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
+    /// Bytes rendered once and shared by every answer until they change.
+    Shared(Arc<[u8]>),
+    /// Bytes compiled into the binary (pages and their assets).
+    Static(&'static [u8]),
     /// A file streamed from `offset`, `len` bytes (store downloads, ranges).
     File {
         file: File,

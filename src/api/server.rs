@@ -430,19 +430,9 @@ fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Heade
             tiny_http::Response::new(status, headers, std::io::empty(), Some(0), None)
                 .with_chunked_threshold(usize::MAX),
         ),
-        Body::Bytes(bytes) => {
-            let len = bytes.len();
-            raw.respond_deferred(
-                tiny_http::Response::new(
-                    status,
-                    headers,
-                    std::io::Cursor::new(bytes),
-                    Some(len),
-                    None,
-                )
-                .with_chunked_threshold(usize::MAX),
-            )
-        }
+        Body::Bytes(bytes) => respond_bytes(raw, status, headers, bytes),
+        Body::Shared(bytes) => respond_bytes(raw, status, headers, bytes),
+        Body::Static(bytes) => respond_bytes(raw, status, headers, bytes),
         Body::File {
             mut file,
             offset,
@@ -461,4 +451,25 @@ fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Heade
             )
         }
     }
+}
+
+fn respond_bytes<B>(
+    raw: tiny_http::Request,
+    status: tiny_http::StatusCode,
+    headers: Vec<tiny_http::Header>,
+    bytes: B,
+) where
+    B: AsRef<[u8]> + Send + 'static,
+{
+    let len = bytes.as_ref().len();
+    raw.respond_deferred(
+        tiny_http::Response::new(
+            status,
+            headers,
+            std::io::Cursor::new(bytes),
+            Some(len),
+            None,
+        )
+        .with_chunked_threshold(usize::MAX),
+    )
 }
