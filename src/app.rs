@@ -3,7 +3,7 @@
 //! start the service through here.
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::container::ContainerRuntime;
 use crate::db;
 use crate::descriptors;
@@ -63,16 +63,17 @@ pub fn start_with_faults(
     runtime: Arc<dyn ContainerRuntime>,
     faults: Faults,
 ) -> Result<App, StartError> {
-    let config = Arc::new(config);
+    let live = LiveConfig::new(config);
+    let config = live.get();
     let mut conn = db::open_and_migrate(&config.database_path).map_err(StartError::Db)?;
     std::fs::create_dir_all(&config.store_path)
         .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
-    let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
+    let upstream = Upstream::new(Arc::clone(&live), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
-    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&config), Arc::clone(&metrics))
+    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&live), Arc::clone(&metrics))
         .map_err(StartError::Thread)?;
-    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime), recorder.clone());
+    let queue = QueueShared::new(Arc::clone(&live), Arc::clone(&runtime), recorder.clone());
 
     match runtime.ping() {
         Ok(v) => log::info!(
@@ -96,7 +97,7 @@ pub fn start_with_faults(
     let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
     let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     let state = Arc::new(AppState {
-        config: Arc::clone(&config),
+        live: Arc::clone(&live),
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
         faults,
@@ -140,7 +141,7 @@ impl App {
     /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)
     /// instead of waiting for the next tick.
     pub fn sweep_now(&self) -> Result<(), db::DbError> {
-        let mut conn = db::open(&self.queue.config.database_path)?;
+        let mut conn = db::open(&self.queue.config().database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
         Ok(())
     }

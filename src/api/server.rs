@@ -5,6 +5,11 @@
 //! of handler threads, which only compute: they never read from or write
 //! to a socket, so no client can hold one.
 //!
+//! A long-poll (`?wait=N`) on a build still on its way is not answered by
+//! its handler: the handler returns `Outcome::Park`, and the request goes
+//! to the long-poll thread (`longpoll`), which answers it later through
+//! the same `respond_deferred`. So waiters never hold handler threads.
+//!
 //! Admission follows the wait, not a count: every connection has at most
 //! one request in flight, so the channel holds at most
 //! `server_max_connections` requests; a request that waited longer than
@@ -12,8 +17,10 @@
 
 use super::request::{Method, Request};
 use super::response::{Body, Response};
-use super::{AppState, Handler};
+use super::longpoll::{LongPoll, Parker};
+use super::{AppState, Handler, Outcome};
 use crossbeam_channel::{Receiver, TrySendError};
+use crate::metrics::Endpoint;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -45,6 +52,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     accept: Option<JoinHandle<()>>,
     handlers: Vec<JoinHandle<()>>,
+    longpoll: Option<LongPoll>,
     shed: Arc<Shed>,
 }
 
@@ -72,6 +80,10 @@ impl ServerHandle {
         // The accept thread owned the only sender: handlers drain and exit.
         for h in self.handlers.drain(..) {
             let _ = h.join();
+        }
+        // No handler can park any more: answer the parked long-polls.
+        if let Some(lp) = self.longpoll.take() {
+            lp.stop();
         }
     }
 }
@@ -124,7 +136,7 @@ pub struct ServerSettings {
 }
 
 pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHandle, ServerError> {
-    let config = &state.config;
+    let config = state.config();
     let host = &config.server_host;
     // An IPv6 literal needs brackets before the port.
     let bind = if host.contains(':') && !host.starts_with('[') {
@@ -174,6 +186,12 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
     let shed = Arc::new(Shed::default());
     let epoch = Instant::now();
     let queue_timeout = Duration::from_millis(config.server_queue_timeout_ms);
+    let lp_cors = Arc::clone(&cors);
+    let longpoll = LongPoll::start(
+        Arc::clone(&state),
+        Arc::new(move |raw, response| respond(raw, response, &lp_cors)),
+    )
+    .map_err(|e| ServerError(format!("cannot spawn the long-poll thread: {e}")))?;
 
     let mut handlers = Vec::with_capacity(config.server_threads);
     for i in 0..config.server_threads {
@@ -181,6 +199,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         let state = Arc::clone(&state);
         let cors = Arc::clone(&cors);
         let shed = Arc::clone(&shed);
+        let parker = longpoll.parker();
         let h = std::thread::Builder::new()
             .name(format!("http-{}", i + 1))
             .spawn(move || {
@@ -190,6 +209,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
                     shed: &shed,
                     epoch,
                     queue_timeout,
+                    parker,
                 };
                 pool.run(&rx)
             })
@@ -227,6 +247,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         addr,
         accept: Some(accept),
         handlers,
+        longpoll: Some(longpoll),
         shed,
     })
 }
@@ -262,6 +283,8 @@ struct Pool<'a> {
     shed: &'a Shed,
     epoch: Instant,
     queue_timeout: Duration,
+    /// Hands long-polls to the long-poll thread.
+    parker: Option<Parker>,
 }
 
 impl Pool<'_> {
@@ -280,7 +303,28 @@ impl Pool<'_> {
                 Ok(req) => match handler.as_mut() {
                     Some(h) => {
                         match catch_unwind(AssertUnwindSafe(|| h.handle(&req))) {
-                            Ok(r) => r,
+                            Ok(Outcome::Respond(r)) => r,
+                            Ok(Outcome::Park(park)) => {
+                                let Some(parker) = &self.parker else {
+                                    let status = park.current.status;
+                                    self.state
+                                        .metrics
+                                        .http_response(Endpoint::BuildStatus, status);
+                                    respond(raw, park.current, self.cors);
+                                    continue;
+                                };
+                                match parker.park(raw, park) {
+                                    Ok(()) => continue,
+                                    // Full: the state now, at once.
+                                    Err((back, current)) => {
+                                        self.state
+                                            .metrics
+                                            .http_response(Endpoint::BuildStatus, current.status);
+                                        respond(back, current, self.cors);
+                                        continue;
+                                    }
+                                }
+                            }
                             Err(panic) => {
                                 log::error!(
                                     "handler panicked on {} {}: {}; answering 500",
@@ -343,6 +387,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
         tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Delete => Method::Delete,
         tiny_http::Method::Options => Method::Options,
         other => Method::Other(other.as_str().to_string()),
     };
@@ -394,8 +439,9 @@ fn to_tiny_headers(headers: &[(String, String)]) -> Vec<tiny_http::Header> {
 fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
     [
         ("Access-Control-Allow-Origin", origin),
-        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-        ("Access-Control-Allow-Headers", "*"),
+        ("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS"),
+        // `*` does not cover Authorization (Fetch standard): named.
+        ("Access-Control-Allow-Headers", "*, Authorization"),
         (
             "Access-Control-Expose-Headers",
             "X-Imagebuilder-Status, X-Queue-Position, Content-Length, Content-Range",
@@ -409,7 +455,7 @@ fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
 
 /// Hands the response to the connection's own thread: the handler returns
 /// at once, whatever the client's reading speed.
-fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Header]) {
+pub(super) fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Header]) {
     let mut headers = to_tiny_headers(&response.headers);
     headers.extend(cors.iter().cloned());
     let status = tiny_http::StatusCode(response.status);

@@ -64,11 +64,11 @@ impl JobRow {
     }
 }
 
-const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
     j.max_attempts, j.worker_id, j.enqueued_at, j.detail, j.stdout, j.stderr, j.build_cmd, \
     j.expires_at, r.request_json, r.bin_dir";
 
-fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+pub(crate) fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: row.get(0)?,
         request_hash: row.get(1)?,
@@ -314,6 +314,22 @@ pub struct Completion<'a> {
 pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // First the job, guarded: an operator may have cancelled it meanwhile.
+    let updated = tx.execute(
+        "UPDATE build_jobs SET status = ?4, imagebuilder_status = ?5, detail = 'done', \
+            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1 AND status = ?6",
+        params![
+            c.job_id,
+            now,
+            c.expires_at,
+            JobStatus::Completed,
+            Phase::Done,
+            JobStatus::Running
+        ],
+    )?;
+    if updated == 0 {
+        return Err(DbError::NotRunning { job_id: c.job_id });
+    }
     tx.execute(
         "INSERT OR REPLACE INTO build_results (request_hash, bin_dir, result_json, build_duration, \
             finished_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -324,17 +340,6 @@ pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError
             c.duration_s,
             now,
             c.expires_at
-        ],
-    )?;
-    tx.execute(
-        "UPDATE build_jobs SET status = ?4, imagebuilder_status = ?5, detail = 'done', \
-            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1",
-        params![
-            c.job_id,
-            now,
-            c.expires_at,
-            JobStatus::Completed,
-            Phase::Done
         ],
     )?;
     tx.commit()?;
@@ -351,12 +356,13 @@ pub struct Failure<'a> {
 }
 
 pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
-    conn.prepare_cached(
-        "UPDATE build_jobs SET status = ?8, imagebuilder_status = ?9, detail = ?2, \
+    let updated = conn
+        .prepare_cached(
+            "UPDATE build_jobs SET status = ?8, imagebuilder_status = ?9, detail = ?2, \
             stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
-            lease_expires_at = NULL WHERE id = ?1",
-    )?
-    .execute(params![
+            lease_expires_at = NULL WHERE id = ?1 AND status = ?10",
+        )?
+        .execute(params![
         f.job_id,
         f.detail,
         f.stdout,
@@ -365,8 +371,12 @@ pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
         now_ms(),
         f.expires_at,
         JobStatus::Failed,
-        Phase::Failed
+        Phase::Failed,
+        JobStatus::Running
     ])?;
+    if updated == 0 {
+        return Err(DbError::NotRunning { job_id: f.job_id });
+    }
     Ok(())
 }
 
@@ -464,8 +474,8 @@ pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, Db
         params![now],
     )?;
     tx.execute(
-        "DELETE FROM build_jobs WHERE status IN (?2, ?3) AND expires_at <= ?1",
-        params![now, JobStatus::Completed, JobStatus::Failed],
+        "DELETE FROM build_jobs WHERE status NOT IN (?2, ?3) AND expires_at <= ?1",
+        params![now, JobStatus::Pending, JobStatus::Running],
     )?;
     tx.execute(
         "DELETE FROM build_requests WHERE request_hash NOT IN (SELECT request_hash FROM build_jobs) \
@@ -509,7 +519,13 @@ mod tests {
     /// The enum and the schema spell the statuses the same way.
     #[test]
     fn statuses_are_the_schema_s() {
-        let schema = super::super::MIGRATIONS[0].1;
+        // The newest migration that (re)creates build_jobs.
+        let schema = super::super::MIGRATIONS
+            .iter()
+            .rev()
+            .map(|(_, sql)| *sql)
+            .find(|sql| sql.contains("CHECK (status IN"))
+            .unwrap();
         let quoted = |s: &[JobStatus]| {
             s.iter()
                 .map(|s| format!("'{}'", s.as_str()))

@@ -1,0 +1,59 @@
+//! Operator control of one build, for the HTTP build-control endpoints and
+//! the operator commands alike: cancel (killing a running build's
+//! containers through Podman) or drop what is cached, and retry.
+//! Statistics are the caller's: a handler records through its `Recorder`,
+//! a command writes its one event itself.
+
+use super::{Stop, stop_job_containers};
+use crate::container::ContainerRuntime;
+use crate::db::control::{self, Cancelled, Dropped, RetryOutcome};
+use crate::db::{DbError, now_ms};
+use rusqlite::Connection;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The active job was cancelled (and its containers killed if it ran).
+    Cancelled(Cancelled),
+    /// Nothing was active; a cached result or failure was dropped.
+    Dropped(Dropped),
+    /// Nothing active and nothing cached.
+    Unknown,
+}
+
+/// `DELETE /api/v1/build/{hash}` and `asu-builder cancel`: stop the active
+/// job if there is one, else drop the cached answer.
+pub fn cancel_or_drop(
+    conn: &mut Connection,
+    runtime: &dyn ContainerRuntime,
+    hash: &str,
+    failure_ttl_seconds: u64,
+) -> Result<CancelOutcome, DbError> {
+    let expires_at = now_ms().saturating_add((failure_ttl_seconds as i64).saturating_mul(1000));
+    if let Some(c) = control::cancel(conn, hash, expires_at)? {
+        if c.was_running {
+            // SIGKILL ends the running exec; the worker's container guard
+            // removes the container, the janitor's sweep anything left.
+            stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
+        }
+        log::info!("cancelled {hash} (was {})", c.job.status.as_str());
+        return Ok(CancelOutcome::Cancelled(c));
+    }
+    let dropped = control::drop_cached(conn, hash)?;
+    if dropped.any() {
+        log::info!(
+            "dropped the cached {} of {hash}",
+            if dropped.result { "result" } else { "failure" }
+        );
+        return Ok(CancelOutcome::Dropped(dropped));
+    }
+    Ok(CancelOutcome::Unknown)
+}
+
+/// `POST /api/v1/build/{hash}/retry` and `asu-builder retry`.
+pub fn retry(conn: &mut Connection, hash: &str) -> Result<RetryOutcome, DbError> {
+    let outcome = control::retry(conn, hash, &super::iso_now(), super::MAX_ATTEMPTS)?;
+    if let RetryOutcome::Queued(_) = &outcome {
+        log::info!("queued {hash} again (operator retry)");
+    }
+    Ok(outcome)
+}
