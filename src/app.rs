@@ -46,6 +46,7 @@ impl std::error::Error for StartError {}
 const MIN_CONNECTIONS: usize = 16;
 
 pub struct App {
+    live: Arc<LiveConfig>,
     server: api::server::ServerHandle,
     queue: Arc<QueueShared>,
     workers: Vec<JoinHandle<()>>,
@@ -120,6 +121,7 @@ pub fn start_with_faults(
     let server =
         api::server::start(state, settings).map_err(|e| StartError::Server(e.to_string()))?;
     Ok(App {
+        live,
         server,
         queue,
         workers,
@@ -129,6 +131,11 @@ pub fn start_with_faults(
 }
 
 impl App {
+    /// The configuration in force; SIGHUP reloads through this.
+    pub fn live(&self) -> &LiveConfig {
+        &self.live
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
     }

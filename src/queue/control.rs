@@ -20,22 +20,35 @@ pub enum CancelOutcome {
     Unknown,
 }
 
-/// `DELETE /api/v1/build/{hash}` and `asu-builder cancel`: stop the active
-/// job if there is one, else drop the cached answer.
+/// `asu-builder cancel`: stop the active job of `hash`, if any.
+pub fn cancel(
+    conn: &mut Connection,
+    runtime: &dyn ContainerRuntime,
+    hash: &str,
+    failure_ttl_seconds: u64,
+) -> Result<Option<Cancelled>, DbError> {
+    let expires_at = now_ms().saturating_add((failure_ttl_seconds as i64).saturating_mul(1000));
+    let Some(c) = control::cancel(conn, hash, expires_at)? else {
+        return Ok(None);
+    };
+    if c.was_running {
+        // SIGKILL ends the running exec; the worker's container guard
+        // removes the container, the janitor's sweep anything left.
+        stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
+    }
+    log::info!("cancelled {hash} (was {})", c.job.status.as_str());
+    Ok(Some(c))
+}
+
+/// `DELETE /api/v1/build/{hash}`: stop the active job if there is one,
+/// else drop the cached answer.
 pub fn cancel_or_drop(
     conn: &mut Connection,
     runtime: &dyn ContainerRuntime,
     hash: &str,
     failure_ttl_seconds: u64,
 ) -> Result<CancelOutcome, DbError> {
-    let expires_at = now_ms().saturating_add((failure_ttl_seconds as i64).saturating_mul(1000));
-    if let Some(c) = control::cancel(conn, hash, expires_at)? {
-        if c.was_running {
-            // SIGKILL ends the running exec; the worker's container guard
-            // removes the container, the janitor's sweep anything left.
-            stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
-        }
-        log::info!("cancelled {hash} (was {})", c.job.status.as_str());
+    if let Some(c) = cancel(conn, runtime, hash, failure_ttl_seconds)? {
         return Ok(CancelOutcome::Cancelled(c));
     }
     let dropped = control::drop_cached(conn, hash)?;
