@@ -72,8 +72,8 @@ pub fn start_with_faults(
     let upstream = Upstream::new(Arc::clone(&live), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
-    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&live), Arc::clone(&metrics))
-        .map_err(StartError::Thread)?;
+    let (stats_writer, recorder) =
+        stats::start_writer(Arc::clone(&live), Arc::clone(&metrics)).map_err(StartError::Thread)?;
     let queue = QueueShared::new(Arc::clone(&live), Arc::clone(&runtime), recorder.clone());
 
     match runtime.ping() {

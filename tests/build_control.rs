@@ -141,13 +141,21 @@ fn a_wrong_or_missing_token_is_refused() {
     let url = env.app.url(&format!("/api/v1/build/{hash}"));
     let wrong = bearer(&format!("{TOKEN}x"));
     let short = bearer(&TOKEN[..TOKEN.len() - 1]);
-    for auth in [None, Some(wrong.as_str()), Some(short.as_str()), Some(TOKEN)] {
+    for auth in [
+        None,
+        Some(wrong.as_str()),
+        Some(short.as_str()),
+        Some(TOKEN),
+    ] {
         let d = delete(&url, auth);
         assert_eq!(d.status, 401, "{auth:?}: {}", d.text());
         assert!(d.header("WWW-Authenticate").unwrap().starts_with("Bearer"));
         assert_eq!(retry(&format!("{url}/retry"), auth).status, 401);
     }
-    assert_eq!(job_status(&env.dir.path().join("data/builder.db"), &hash), ["pending"]);
+    assert_eq!(
+        job_status(&env.dir.path().join("data/builder.db"), &hash),
+        ["pending"]
+    );
 }
 
 #[test]
@@ -186,7 +194,11 @@ fn cancel_a_queued_build_then_retry_it() {
 
     let unknown = "0".repeat(64);
     assert_eq!(
-        retry(&env.app.url(&format!("/api/v1/build/{unknown}/retry")), Some(&auth)).status,
+        retry(
+            &env.app.url(&format!("/api/v1/build/{unknown}/retry")),
+            Some(&auth)
+        )
+        .status,
         404
     );
     let metrics = http::get(&env.app.url("/metrics")).text();
@@ -206,9 +218,7 @@ fn cancel_a_running_build_kills_its_container_and_keeps_the_cancel() {
     let db = env.dir.path().join("data/builder.db");
     let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["slow-pkg"])));
     wait_for("the build to run make image", || {
-        env.runtime
-            .exec_starting_with(&["make", "image"])
-            .is_some()
+        env.runtime.exec_starting_with(&["make", "image"]).is_some()
     });
     let d = delete(
         &env.app.url(&format!("/api/v1/build/{hash}")),
@@ -216,7 +226,10 @@ fn cancel_a_running_build_kills_its_container_and_keeps_the_cancel() {
     );
     assert_eq!(d.json()["detail"], "cancelled", "{}", d.text());
     assert!(
-        env.runtime.calls().iter().any(|c| matches!(c, Call::Kill(_))),
+        env.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Kill(_))),
         "the container was killed"
     );
     // The worker sees its make killed and ends; the job stays cancelled.

@@ -587,7 +587,10 @@ fn shipped(name: &str) -> PathBuf {
 #[test]
 fn production_config_is_the_defaults_with_state_under_var_lib() {
     let c = load_from(Some(&shipped("config.yaml")), &[]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.database_path, Path::new("/var/lib/asu-builder/builder.db"));
+    assert_eq!(
+        c.database_path,
+        Path::new("/var/lib/asu-builder/builder.db")
+    );
     assert_eq!(c.public_path, Path::new("/var/lib/asu-builder/public"));
     assert_eq!(c.store_path, Path::new("/var/lib/asu-builder/public/store"));
     // Everything else documents the defaults; it must not drift from them.

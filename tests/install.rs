@@ -64,7 +64,10 @@ fn install_with_destdir_and_uninstall() {
         ("etc/asu-builder/config.yaml", 0o644),
         ("usr/local/bin/asu-builder", 0o755),
         ("usr/local/lib/systemd/system/asu-builder.service", 0o644),
-        ("usr/local/lib/systemd/system/podman.socket.d/asu-builder.conf", 0o644),
+        (
+            "usr/local/lib/systemd/system/podman.socket.d/asu-builder.conf",
+            0o644,
+        ),
         ("usr/local/lib/sysusers.d/asu-builder.conf", 0o644),
         ("usr/local/share/doc/asu-builder/ARCHITECTURE.md", 0o644),
         ("usr/local/share/doc/asu-builder/README.md", 0o644),
@@ -83,7 +86,9 @@ fn install_with_destdir_and_uninstall() {
     );
     let unit = read(dest.join("usr/local/lib/systemd/system/asu-builder.service"));
     assert!(
-        unit.contains("\nExecStart=/usr/local/bin/asu-builder --config /etc/asu-builder/config.yaml\n"),
+        unit.contains(
+            "\nExecStart=/usr/local/bin/asu-builder --config /etc/asu-builder/config.yaml\n"
+        ),
         "{unit}"
     );
     for line in [
@@ -123,17 +128,27 @@ fn install_with_destdir_and_uninstall() {
 fn packagers_use_prefix_usr() {
     let tmp = tempfile::tempdir().unwrap();
     let dest = tmp.path().join("pkg");
-    make(&["install", &format!("DESTDIR={}", dest.display()), "PREFIX=/usr"]);
+    make(&[
+        "install",
+        &format!("DESTDIR={}", dest.display()),
+        "PREFIX=/usr",
+    ]);
     assert!(dest.join("usr/bin/asu-builder").is_file());
     assert!(dest.join("usr/share/man/man8/asu-builder.8").is_file());
     assert!(dest.join("etc/asu-builder/config.yaml").is_file());
     let unit = read(dest.join("usr/lib/systemd/system/asu-builder.service"));
-    assert!(unit.contains("\nExecStart=/usr/bin/asu-builder --config /etc/asu-builder/config.yaml\n"));
+    assert!(
+        unit.contains("\nExecStart=/usr/bin/asu-builder --config /etc/asu-builder/config.yaml\n")
+    );
 }
 
 fn tools() {
     let script = Path::new(ROOT).join("tests/tools/install.sh");
-    let out = Command::new("bash").arg(script).arg("install").output().unwrap();
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("install")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "tests/tools/install.sh: {}",
@@ -157,7 +172,9 @@ fn the_unit_verifies_and_its_exposure_is_low() {
         &format!("SYSCONFDIR={p}/etc"),
     ]);
     let unit = prefix.join("lib/systemd/system/asu-builder.service");
-    assert!(read(unit.clone()).contains(&format!("ExecStart={p}/bin/asu-builder --config {p}/etc/asu-builder/config.yaml")));
+    assert!(read(unit.clone()).contains(&format!(
+        "ExecStart={p}/bin/asu-builder --config {p}/etc/asu-builder/config.yaml"
+    )));
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
@@ -179,7 +196,10 @@ fn the_unit_verifies_and_its_exposure_is_low() {
         .env("MANPATH", tmp.path())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "verify did not look for the man page");
+    assert!(
+        !out.status.success(),
+        "verify did not look for the man page"
+    );
 
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
@@ -190,7 +210,12 @@ fn the_unit_verifies_and_its_exposure_is_low() {
     let line = text
         .lines()
         .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no exposure level: {text}{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no exposure level: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     eprintln!("systemd-analyze security: {line}");
     let score: f64 = line
         .split(':')

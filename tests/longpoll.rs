@@ -151,7 +151,12 @@ fn a_worker_s_progress_answers_the_waiters() {
     for c in clients {
         let r = c.join().unwrap();
         let phase = r.header("X-Imagebuilder-Status").unwrap_or("").to_string();
-        assert_ne!(phase, "building_image", "answered without a change: {}", r.text());
+        assert_ne!(
+            phase,
+            "building_image",
+            "answered without a change: {}",
+            r.text()
+        );
     }
 }
 

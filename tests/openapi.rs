@@ -83,7 +83,10 @@ fn every_path_parameter_is_declared() {
                 .map(|p| p["name"].as_str().unwrap().to_string())
                 .collect();
             for n in &names {
-                assert!(declared.iter().any(|d| d == n), "{method} {path}: {{{n}}} undeclared");
+                assert!(
+                    declared.iter().any(|d| d == n),
+                    "{method} {path}: {{{n}}} undeclared"
+                );
             }
         }
     }
@@ -91,7 +94,11 @@ fn every_path_parameter_is_declared() {
 
 fn validator() -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/install.sh");
-    let out = Command::new("bash").arg(script).arg("validator").output().unwrap();
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("validator")
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "installing the validator failed: {}",
@@ -118,7 +125,10 @@ fn the_served_document_validates_and_docs_renders_it() {
     assert_eq!(served["openapi"], "3.1.0");
     assert_eq!(served["info"]["version"], env!("CARGO_PKG_VERSION"));
     let etag = r.header("ETag").unwrap().to_string();
-    let again = http::get_with(&app.url("/api/v1/openapi.json"), &[("If-None-Match", &etag)]);
+    let again = http::get_with(
+        &app.url("/api/v1/openapi.json"),
+        &[("If-None-Match", &etag)],
+    );
     assert_eq!(again.status, 304);
 
     let file = dir.path().join("openapi.json");
@@ -141,8 +151,15 @@ fn the_served_document_validates_and_docs_renders_it() {
 
     let page = http::get(&app.url("/docs"));
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("Content-Type"), Some("text/html; charset=utf-8"));
-    assert!(page.header("Content-Security-Policy").unwrap().contains("default-src 'self'"));
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.header("Content-Security-Policy")
+            .unwrap()
+            .contains("default-src 'self'")
+    );
     let html = page.text();
     assert!(html.contains("<code>/api/v1/build/{request_hash}</code>"));
     assert!(html.contains("href=\"/static/asu.css?v="));

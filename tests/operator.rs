@@ -101,7 +101,10 @@ fn operator_commands_beside_a_running_server() {
     assert!(out.contains(&a[..16]) && out.contains(&b[..16]), "{out}");
     assert_eq!(out.matches(" pending ").count(), 2, "{out}");
     assert!(out.trim_end().ends_with("2 jobs"), "{out}");
-    let (_, out, _) = run(cfg, &["jobs", "--status", "failed", "--status", "cancelled"]);
+    let (_, out, _) = run(
+        cfg,
+        &["jobs", "--status", "failed", "--status", "cancelled"],
+    );
     assert!(out.trim_end().ends_with("0 jobs"), "{out}");
 
     let (code, out, err) = run(cfg, &["job", &a[..8]]);
@@ -116,7 +119,10 @@ fn operator_commands_beside_a_running_server() {
     // cancel: the server then answers 404, and the build ended once.
     let (code, out, err) = run(cfg, &["cancel", &a]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("cancelled") && out.contains("was queued"), "{out}");
+    assert!(
+        out.contains("cancelled") && out.contains("was queued"),
+        "{out}"
+    );
     assert_eq!(http::poll(&env.app.base, &a).status, 404);
     assert_eq!(events(&env, "failure"), 1);
     let (code, _, err) = run(cfg, &["cancel", &a]);
@@ -149,7 +155,10 @@ fn operator_commands_beside_a_running_server() {
     // Still one queued build: a's retry.
     let (_, out, _) = run(cfg, &["jobs", "--status", "pending"]);
     assert!(out.trim_end().ends_with("1 jobs"), "{out}");
-    assert_eq!(http::get(&env.app.url("/api/v1/stats")).json()["pending"], 1);
+    assert_eq!(
+        http::get(&env.app.url("/api/v1/stats")).json()["pending"],
+        1
+    );
 }
 
 #[test]
@@ -159,7 +168,10 @@ fn commands_refuse_a_missing_database() {
     let (code, _, err) = run(&cfg, &["jobs"]);
     assert_eq!(code, 1);
     assert!(err.contains("no database at"), "{err}");
-    assert!(!dir.path().join("data/builder.db").exists(), "nothing created");
+    assert!(
+        !dir.path().join("data/builder.db").exists(),
+        "nothing created"
+    );
 }
 
 #[test]
@@ -168,7 +180,9 @@ fn doctor_prints_a_line_per_check_with_fixes() {
     let (code, out, _) = run(&env.config, &["doctor"]);
     assert_eq!(code, 1, "Podman is absent: {out}");
     let lines: Vec<&str> = out.lines().collect();
-    let names = ["config", "database", "podman", "network", "store", "upstream"];
+    let names = [
+        "config", "database", "podman", "network", "store", "upstream",
+    ];
     assert_eq!(lines.len(), names.len(), "{out}");
     for (line, name) in lines.iter().zip(names) {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -195,7 +209,7 @@ fn doctor_prints_a_line_per_check_with_fixes() {
     assert_eq!(status("network"), "FAIL");
     assert_eq!(status("upstream"), "OK", "{out}");
     assert!(out.contains("schema"), "{out}");
-    assert_eq!(env.upstream.hits(".versions.json") > 0, true);
+    assert!(env.upstream.hits(".versions.json") > 0);
 
     // A configuration that does not load: one FAIL line naming the key.
     let bad = env.dir.path().join("bad.yaml");
@@ -203,5 +217,8 @@ fn doctor_prints_a_line_per_check_with_fixes() {
     let (code, out, _) = run(&bad, &["doctor"]);
     assert_eq!(code, 1);
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.starts_with("FAIL  config") && out.contains("worker_concurent"), "{out}");
+    assert!(
+        out.starts_with("FAIL  config") && out.contains("worker_concurent"),
+        "{out}"
+    );
 }

@@ -23,7 +23,11 @@ fn hup(d: &Daemon) {
 fn wait_log(d: &Daemon, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !d.log().contains(needle) {
-        assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the log:\n{}",
+            d.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -31,7 +35,8 @@ fn wait_log(d: &Daemon, needle: &str) {
 /// DELETE without credentials: its status says whether the endpoint is on.
 fn delete_status(d: &Daemon) -> u16 {
     let hash = "a".repeat(64);
-    let req = format!("DELETE /api/v1/build/{hash} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("DELETE /api/v1/build/{hash} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let (text, _) = d.exchange(req.as_bytes(), Duration::from_secs(10));
     status_of(&text).unwrap_or(0)
 }
@@ -39,7 +44,11 @@ fn delete_status(d: &Daemon) -> u16 {
 #[test]
 fn sighup_applies_live_keys_and_names_the_rest() {
     let mut d = Daemon::start("");
-    assert_eq!(delete_status(&d), 404, "no admin_token: the endpoint does not exist");
+    assert_eq!(
+        delete_status(&d),
+        404,
+        "no admin_token: the endpoint does not exist"
+    );
     let config = d.dir.path().join("config.yaml");
     let original = std::fs::read_to_string(&config).unwrap();
     let changed = original
@@ -55,9 +64,18 @@ fn sighup_applies_live_keys_and_names_the_rest() {
     hup(&d);
     wait_log(&d, "changed but only applied at a restart: server_port");
     let log = d.log();
-    assert!(log.contains("reload (SIGHUP): admin_token changed"), "{log}");
-    assert!(log.contains("reload (SIGHUP): max_pending_jobs: 200 → 7"), "{log}");
-    assert!(log.contains("reload (SIGHUP): log_level: \"warn\" → \"info\""), "{log}");
+    assert!(
+        log.contains("reload (SIGHUP): admin_token changed"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reload (SIGHUP): max_pending_jobs: 200 → 7"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reload (SIGHUP): log_level: \"warn\" → \"info\""),
+        "{log}"
+    );
     assert!(!log.contains(TOKEN), "the token is never logged");
     // Live: the control endpoints now want the token; same port still.
     assert_eq!(delete_status(&d), 401);

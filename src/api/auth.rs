@@ -51,8 +51,14 @@ mod tests {
     #[test]
     fn access() {
         assert_eq!(check(None, Some(&format!("Bearer {T}"))), Access::Disabled);
-        assert_eq!(check(Some(T), Some(&format!("Bearer {T}"))), Access::Granted);
-        assert_eq!(check(Some(T), Some(&format!("bearer  {T} "))), Access::Granted);
+        assert_eq!(
+            check(Some(T), Some(&format!("Bearer {T}"))),
+            Access::Granted
+        );
+        assert_eq!(
+            check(Some(T), Some(&format!("bearer  {T} "))),
+            Access::Granted
+        );
         for bad in [
             None,
             Some(""),

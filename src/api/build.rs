@@ -285,7 +285,8 @@ fn enqueue(
 /// from the target's profiles.json that validation just loaded (so this is
 /// a memory read); empty when it is not available.
 fn extra_packages(state: &AppState, validated: &BuildRequest) -> Vec<String> {
-    let Some(path) = crate::config::version_path(&state.config().branches, &validated.version) else {
+    let Some(path) = crate::config::version_path(&state.config().branches, &validated.version)
+    else {
         return Vec::new();
     };
     match state.upstream.profiles(&path, &validated.target) {

@@ -21,8 +21,11 @@ fn refuse(state: &AppState, req: &Request) -> Option<Response> {
         Access::Granted => None,
         Access::Disabled => Some(Response::error(404, "Not Found")),
         Access::Denied => Some(
-            Response::error(401, "Unauthorized: send Authorization: Bearer <admin_token>")
-                .with_header("WWW-Authenticate", "Bearer realm=\"asu-builder\""),
+            Response::error(
+                401,
+                "Unauthorized: send Authorization: Bearer <admin_token>",
+            )
+            .with_header("WWW-Authenticate", "Bearer realm=\"asu-builder\""),
         ),
     }
 }
@@ -92,11 +95,9 @@ pub fn retry(state: &AppState, conn: &mut Connection, hash: &str, req: &Request)
             "Conflict",
             "this request was built; DELETE it first to build it again",
         ),
-        Ok(RetryOutcome::Unknown) => Response::error_titled(
-            404,
-            "Not Found",
-            "could not find provided request hash",
-        ),
+        Ok(RetryOutcome::Unknown) => {
+            Response::error_titled(404, "Not Found", "could not find provided request hash")
+        }
         Err(e) => db_unavailable(e),
     }
 }

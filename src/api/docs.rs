@@ -53,13 +53,7 @@ fn html_body() -> &'static Rendered {
 /// `GET /api/v1/openapi.json`.
 pub fn openapi(req: &Request) -> Response {
     let r = json_body();
-    pages::answer(
-        req,
-        &r.etag,
-        pages::PAGE_CACHE,
-        "application/json",
-        &r.body,
-    )
+    pages::answer(req, &r.etag, pages::PAGE_CACHE, "application/json", &r.body)
 }
 
 /// `GET /docs`.
@@ -226,7 +220,10 @@ fn parameters(doc: &Value, params: &[&Value]) -> String {
 fn content_schema(holder: &Value) -> Option<(String, Value)> {
     let content = holder.get("content")?.as_object()?;
     let (media, body) = content.iter().next()?;
-    Some((media.clone(), body.get("schema").cloned().unwrap_or(Value::Null)))
+    Some((
+        media.clone(),
+        body.get("schema").cloned().unwrap_or(Value::Null),
+    ))
 }
 
 fn operation(doc: &Value, path: &str, method: &str, op: &Value, shared: &[Value]) -> String {
@@ -369,6 +366,9 @@ mod tests {
             assert!(html.contains(&format!("id=\"schema-{name}\"")), "{name}");
         }
         assert!(!html.contains("<script"), "no script on the docs page");
-        assert!(!html.contains("http://") && !html.contains("https://"), "nothing from elsewhere");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing from elsewhere"
+        );
     }
 }

@@ -104,7 +104,11 @@ pub struct Parker {
 impl Parker {
     /// Park `raw`, or give it back with its answer when the bound is
     /// reached (the caller answers it at once).
-    pub fn park(&self, raw: tiny_http::Request, park: Park) -> Result<(), (tiny_http::Request, Response)> {
+    pub fn park(
+        &self,
+        raw: tiny_http::Request,
+        park: Park,
+    ) -> Result<(), Box<(tiny_http::Request, Response)>> {
         let admitted = self
             .parked
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -112,7 +116,7 @@ impl Parker {
             })
             .is_ok();
         if !admitted {
-            return Err((raw, park.current));
+            return Err(Box::new((raw, park.current)));
         }
         let waiter = Waiter {
             raw,
@@ -124,7 +128,7 @@ impl Parker {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.parked.fetch_sub(1, Ordering::AcqRel);
-                Err((e.0.raw, park.current))
+                Err(Box::new((e.0.raw, park.current)))
             }
         }
     }

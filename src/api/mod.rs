@@ -23,8 +23,8 @@ use crate::metrics::{Endpoint, Metrics};
 use crate::queue::QueueShared;
 use crate::upstream::Upstream;
 use request::{Method, Request};
-use routes::{Kind, Matched, Verb};
 use response::Response;
+use routes::{Kind, Matched, Verb};
 use rusqlite::Connection;
 use serde_json::json;
 use std::sync::Arc;
@@ -160,8 +160,7 @@ impl<'a> Handler<'a> {
             )),
             Kind::Redirect(location) => respond(Response::redirect(location)),
             Kind::Json => respond(
-                metadata::route_json(&config, &state.upstream, &req.path)
-                    .unwrap_or_else(not_found),
+                metadata::route_json(&config, &state.upstream, &req.path).unwrap_or_else(not_found),
             ),
             Kind::Store => {
                 let rest = req.path.strip_prefix("/store/").unwrap_or("");

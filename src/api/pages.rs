@@ -116,7 +116,13 @@ fn not_modified(req: &Request, etag: &str) -> bool {
     })
 }
 
-pub(super) fn answer(req: &Request, etag: &str, cache: &str, content_type: &str, body: &[u8]) -> Response {
+pub(super) fn answer(
+    req: &Request,
+    etag: &str,
+    cache: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Response {
     let (status, body) = if not_modified(req, etag) {
         (304, Body::Empty)
     } else {

@@ -117,7 +117,10 @@ pub const ROUTES: &[Route] = &[
     get("/api/v1/stats", Kind::Stats),
     get("/api/v1/stats/summary", Kind::StatsApi("summary")),
     get("/api/v1/builds-per-day", Kind::StatsApi("builds-per-day")),
-    get("/api/v1/builds-by-version", Kind::StatsApi("builds-by-version")),
+    get(
+        "/api/v1/builds-by-version",
+        Kind::StatsApi("builds-by-version"),
+    ),
     get(
         "/api/v1/diff-packages-stats",
         Kind::StatsApi("diff-packages-stats"),
@@ -138,10 +141,7 @@ pub const ROUTES: &[Route] = &[
     ),
     get("/api/v1/openapi.json", Kind::OpenApi),
     // `/api/overview` is ours (docs/compatibility.md).
-    get(
-        "/api/v1/overview",
-        Kind::Redirect("/json/v1/overview.json"),
-    ),
+    get("/api/v1/overview", Kind::Redirect("/json/v1/overview.json")),
     get("/api/overview", Kind::Redirect("/json/v1/overview.json")),
     get("/overview", Kind::Redirect("/json/v1/overview.json")),
     get("/api/v1/latest", Kind::Redirect("/json/v1/latest.json")),
@@ -196,7 +196,9 @@ pub fn matching(path: &str) -> Vec<Matched<'_>> {
             }
             let params = spans
                 .into_iter()
-                .map(|(from, to)| &path[segments[from].0..segments[to - 1].0 + segments[to - 1].1.len()])
+                .map(|(from, to)| {
+                    &path[segments[from].0..segments[to - 1].0 + segments[to - 1].1.len()]
+                })
                 .zip(route_params(route.pattern))
                 .map(|(value, suffix)| value.strip_suffix(suffix).unwrap_or(value))
                 .collect();
@@ -220,7 +222,8 @@ fn split(path: &str) -> Vec<(usize, &str)> {
 fn route_params(pattern: &str) -> Vec<&str> {
     pattern[1..]
         .split('/')
-        .filter_map(|seg| seg.starts_with('{').then(|| seg.rsplit_once('}').map_or("", |(_, s)| s)))
+        .filter(|seg| seg.starts_with('{'))
+        .map(|seg| seg.rsplit_once('}').map_or("", |(_, s)| s))
         .collect()
 }
 
@@ -374,7 +377,8 @@ mod tests {
     #[test]
     fn every_statistics_endpoint_has_a_route() {
         for name in crate::api::stats::ENDPOINTS {
-            let m = matching(&format!("/api/v1/{name}"));
+            let path = format!("/api/v1/{name}");
+            let m = matching(&path);
             assert_eq!(m.len(), 1, "{name}");
             assert_eq!(m[0].route.kind, Kind::StatsApi(name));
         }

@@ -15,12 +15,12 @@
 //! `server_max_connections` requests; a request that waited longer than
 //! `server_queue_timeout_ms` for a handler is answered 503 at once.
 
+use super::longpoll::{LongPoll, Parker};
 use super::request::{Method, Request};
 use super::response::{Body, Response};
-use super::longpoll::{LongPoll, Parker};
 use super::{AppState, Handler, Outcome};
-use crossbeam_channel::{Receiver, TrySendError};
 use crate::metrics::Endpoint;
+use crossbeam_channel::{Receiver, TrySendError};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -316,7 +316,8 @@ impl Pool<'_> {
                                 match parker.park(raw, park) {
                                     Ok(()) => continue,
                                     // Full: the state now, at once.
-                                    Err((back, current)) => {
+                                    Err(back) => {
+                                        let (back, current) = *back;
                                         self.state
                                             .metrics
                                             .http_response(Endpoint::BuildStatus, current.status);
@@ -439,7 +440,10 @@ fn to_tiny_headers(headers: &[(String, String)]) -> Vec<tiny_http::Header> {
 fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
     [
         ("Access-Control-Allow-Origin", origin),
-        ("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS"),
+        (
+            "Access-Control-Allow-Methods",
+            "GET, HEAD, POST, DELETE, OPTIONS",
+        ),
         // `*` does not cover Authorization (Fetch standard): named.
         ("Access-Control-Allow-Headers", "*, Authorization"),
         (

@@ -49,7 +49,11 @@ impl std::fmt::Display for Check {
         if self.ok {
             write!(f, "OK    {:<9} {}", self.name, self.detail)
         } else {
-            write!(f, "FAIL  {:<9} {} — fix: {}", self.name, self.detail, self.fix)
+            write!(
+                f,
+                "FAIL  {:<9} {} — fix: {}",
+                self.name, self.detail, self.fix
+            )
         }
     }
 }
@@ -182,7 +186,10 @@ fn store(path: &Path) -> Check {
             ),
         );
     }
-    ok(NAME, format!("{:.1} GiB free in {}", gib(free), path.display()))
+    ok(
+        NAME,
+        format!("{:.1} GiB free in {}", gib(free), path.display()),
+    )
 }
 
 fn upstream(base: &str) -> Check {
@@ -220,7 +227,10 @@ mod tests {
 
     #[test]
     fn lines_say_ok_or_fail_with_a_fix() {
-        assert_eq!(ok("store", "9 GiB free").to_string(), "OK    store     9 GiB free");
+        assert_eq!(
+            ok("store", "9 GiB free").to_string(),
+            "OK    store     9 GiB free"
+        );
         let f = fail("podman", "no socket", "start it");
         assert_eq!(f.to_string(), "FAIL  podman    no socket — fix: start it");
     }

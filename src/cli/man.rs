@@ -83,7 +83,11 @@ mod tests {
         let mut out = Vec::new();
         super::render(&mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with(".ie") || text.contains(".TH asu-builder 8"), "{}", &text[..200]);
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH asu-builder 8"),
+            "{}",
+            &text[..200]
+        );
         for section in [
             "NAME",
             "SYNOPSIS",
@@ -98,7 +102,10 @@ mod tests {
             "\"SEE ALSO\"",
             "VERSION",
         ] {
-            assert!(text.contains(&format!(".SH {section}")), "{section} missing");
+            assert!(
+                text.contains(&format!(".SH {section}")),
+                "{section} missing"
+            );
         }
     }
 }

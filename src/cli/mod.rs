@@ -123,14 +123,19 @@ mod tests {
 
     #[test]
     fn the_daemon_flags_parse_as_before() {
-        let c = Cli::try_parse_from(["asu-builder", "--config", "x.yaml", "--check-config"]).unwrap();
+        let c =
+            Cli::try_parse_from(["asu-builder", "--config", "x.yaml", "--check-config"]).unwrap();
         assert!(c.check_config && c.command.is_none());
         assert_eq!(c.config.as_deref(), Some(std::path::Path::new("x.yaml")));
         let c = Cli::try_parse_from(["asu-builder", "--config=y.yaml"]).unwrap();
         assert_eq!(c.config.as_deref(), Some(std::path::Path::new("y.yaml")));
-        let c = Cli::try_parse_from(["asu-builder", "jobs", "-c", "z", "--status", "failed"]).unwrap();
+        let c =
+            Cli::try_parse_from(["asu-builder", "jobs", "-c", "z", "--status", "failed"]).unwrap();
         assert!(matches!(c.command, Some(Command::Jobs(ref j)) if j.status == [StatusArg::Failed]));
-        assert!(Cli::try_parse_from(["asu-builder", "purge"]).is_err(), "purge needs a choice");
+        assert!(
+            Cli::try_parse_from(["asu-builder", "purge"]).is_err(),
+            "purge needs a choice"
+        );
         assert!(Cli::try_parse_from(["asu-builder", "--bogus"]).is_err());
     }
 }

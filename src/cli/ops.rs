@@ -96,7 +96,11 @@ pub fn jobs(config: &Config, args: &JobsArgs) -> Result<String, OpError> {
     );
     for j in &rows {
         let req = j.request().unwrap_or_default();
-        let enqueued = j.enqueued_at.get(..19).unwrap_or(&j.enqueued_at).replace('T', " ");
+        let enqueued = j
+            .enqueued_at
+            .get(..19)
+            .unwrap_or(&j.enqueued_at)
+            .replace('T', " ");
         let _ = writeln!(
             out,
             "{:>6}  {:<9}  {:<17}  {:>3}  {:<19}  {:<16}  {:<12}  {:<20}  {}",
@@ -135,7 +139,11 @@ pub fn job(config: &Config, args: &HashArg) -> Result<String, OpError> {
         let pretty = serde_json::from_str::<serde_json::Value>(&j.request_json)
             .and_then(|v| serde_json::to_string_pretty(&v))
             .unwrap_or_else(|_| j.request_json.clone());
-        let _ = writeln!(out, "request       {}", pretty.replace('\n', "\n              "));
+        let _ = writeln!(
+            out,
+            "request       {}",
+            pretty.replace('\n', "\n              ")
+        );
     }
     match &result {
         Some(r) => {
@@ -146,7 +154,11 @@ pub fn job(config: &Config, args: &HashArg) -> Result<String, OpError> {
                 time(Some(r.finished_at)),
                 r.build_duration,
                 time(Some(r.expires_at)),
-                if r.expires_at <= db::now_ms() { " (expired)" } else { "" },
+                if r.expires_at <= db::now_ms() {
+                    " (expired)"
+                } else {
+                    ""
+                },
                 dir.display(),
                 if dir.is_dir() { "present" } else { "missing" }
             );
@@ -222,12 +234,18 @@ pub fn cancel(config: &Config, args: &HashArg) -> Result<String, OpError> {
     let runtime = Podman::new(&config.container_socket_path);
     match qc::cancel(&mut conn, &runtime, &hash, config.failure_ttl_seconds)? {
         Some(c) => {
-            let mut event = Event::now(Kind::Failure, BuildInfo::of_stored(&hash, &c.job.request_json));
+            let mut event = Event::now(
+                Kind::Failure,
+                BuildInfo::of_stored(&hash, &c.job.request_json),
+            );
             event.duration_s = Some(0.0);
             event.detail = Some(CANCELLED_DETAIL.into());
             record(&mut conn, config, &[event]);
             Ok(if c.was_running {
-                format!("cancelled {hash} (job {}); its container was sent SIGKILL\n", c.job.id)
+                format!(
+                    "cancelled {hash} (job {}); its container was sent SIGKILL\n",
+                    c.job.id
+                )
             } else {
                 format!("cancelled {hash} (job {}, was queued)\n", c.job.id)
             })

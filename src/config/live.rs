@@ -182,7 +182,11 @@ mod tests {
             assert!(m.contains_key(*key), "{key}");
         }
         assert_eq!(report.applied.len(), LIVE_KEYS.len(), "{report:?}");
-        assert!(report.applied.contains(&"max_pending_jobs: 200 → 5".to_string()));
+        assert!(
+            report
+                .applied
+                .contains(&"max_pending_jobs: 200 → 5".to_string())
+        );
         assert!(report.applied.contains(&"admin_token changed".to_string()));
         assert!(!report.applied.iter().any(|l| l.contains("0123456789")));
         assert_eq!(

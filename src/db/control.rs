@@ -141,7 +141,8 @@ pub fn retry(
         ],
     )?;
     let id = tx.last_insert_rowid();
-    let job = jobs::job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
+    let job =
+        jobs::job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
     tx.commit()?;
     Ok(RetryOutcome::Queued(job))
 }
@@ -183,7 +184,10 @@ pub fn list(
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(statuses.iter()), jobs::job_from_row)?
+        .query_map(
+            rusqlite::params_from_iter(statuses.iter()),
+            jobs::job_from_row,
+        )?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }

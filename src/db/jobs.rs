@@ -363,17 +363,17 @@ pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
             lease_expires_at = NULL WHERE id = ?1 AND status = ?10",
         )?
         .execute(params![
-        f.job_id,
-        f.detail,
-        f.stdout,
-        f.stderr,
-        f.build_cmd,
-        now_ms(),
-        f.expires_at,
-        JobStatus::Failed,
-        Phase::Failed,
-        JobStatus::Running
-    ])?;
+            f.job_id,
+            f.detail,
+            f.stdout,
+            f.stderr,
+            f.build_cmd,
+            now_ms(),
+            f.expires_at,
+            JobStatus::Failed,
+            Phase::Failed,
+            JobStatus::Running
+        ])?;
     if updated == 0 {
         return Err(DbError::NotRunning { job_id: f.job_id });
     }

@@ -37,7 +37,9 @@ pub enum DbError {
     Encode(serde_json::Error),
     /// A worker's outcome for a job that is no longer running: an operator
     /// cancelled it meanwhile. Nothing was written.
-    NotRunning { job_id: i64 },
+    NotRunning {
+        job_id: i64,
+    },
 }
 
 impl std::fmt::Display for DbError {
@@ -64,7 +66,10 @@ impl std::fmt::Display for DbError {
             DbError::Sql(e) => write!(f, "database error: {e}"),
             DbError::Encode(e) => write!(f, "cannot encode a stored value: {e}"),
             DbError::NotRunning { job_id } => {
-                write!(f, "job {job_id} is no longer running (cancelled); outcome not recorded")
+                write!(
+                    f,
+                    "job {job_id} is no longer running (cancelled); outcome not recorded"
+                )
             }
         }
     }

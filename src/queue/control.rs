@@ -13,7 +13,7 @@ use rusqlite::Connection;
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelOutcome {
     /// The active job was cancelled (and its containers killed if it ran).
-    Cancelled(Cancelled),
+    Cancelled(Box<Cancelled>),
     /// Nothing was active; a cached result or failure was dropped.
     Dropped(Dropped),
     /// Nothing active and nothing cached.
@@ -49,7 +49,7 @@ pub fn cancel_or_drop(
     failure_ttl_seconds: u64,
 ) -> Result<CancelOutcome, DbError> {
     if let Some(c) = cancel(conn, runtime, hash, failure_ttl_seconds)? {
-        return Ok(CancelOutcome::Cancelled(c));
+        return Ok(CancelOutcome::Cancelled(Box::new(c)));
     }
     let dropped = control::drop_cached(conn, hash)?;
     if dropped.any() {
