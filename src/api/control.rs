@@ -48,8 +48,11 @@ pub fn cancel(state: &AppState, conn: &mut Connection, hash: &str, req: &Request
         return r;
     }
     let ttl = state.config().failure_ttl_seconds;
-    match qc::cancel_or_drop(conn, state.queue.runtime.as_ref(), hash, ttl) {
+    match qc::cancel_or_drop(conn, hash, ttl) {
         Ok(CancelOutcome::Cancelled(c)) => {
+            if c.was_running {
+                kill_off_thread(state, hash);
+            }
             // A queued build ends exactly once in the statistics.
             state.stats.build_finished(
                 BuildInfo::of_stored(hash, &c.job.request_json),
@@ -68,6 +71,21 @@ pub fn cancel(state: &AppState, conn: &mut Connection, hash: &str, req: &Request
             Response::error_titled(404, "Not Found", "could not find provided request hash")
         }
         Err(e) => db_unavailable(e),
+    }
+}
+
+/// Podman is asked on a thread of its own (each call has its deadline), so
+/// the handler answers at once; only operators get here, one thread each.
+fn kill_off_thread(state: &AppState, hash: &str) {
+    let runtime = std::sync::Arc::clone(&state.queue.runtime);
+    let owned = hash.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("cancel-kill".into())
+        .spawn(move || qc::kill_containers(runtime.as_ref(), &owned));
+    if let Err(e) = spawned {
+        log::warn!(
+            "cancel {hash}: cannot start a thread to kill its containers ({e}); the build runs to its end and its outcome is discarded"
+        );
     }
 }
 

@@ -232,8 +232,11 @@ pub fn cancel(config: &Config, args: &HashArg) -> Result<String, OpError> {
     let mut conn = open(config)?;
     let hash = resolve(&conn, &args.hash)?;
     let runtime = Podman::new(&config.container_socket_path);
-    match qc::cancel(&mut conn, &runtime, &hash, config.failure_ttl_seconds)? {
+    match qc::cancel(&mut conn, &hash, config.failure_ttl_seconds)? {
         Some(c) => {
+            if c.was_running {
+                qc::kill_containers(&runtime, &hash);
+            }
             let mut event = Event::now(
                 Kind::Failure,
                 BuildInfo::of_stored(&hash, &c.job.request_json),

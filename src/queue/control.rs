@@ -20,10 +20,11 @@ pub enum CancelOutcome {
     Unknown,
 }
 
-/// `asu-builder cancel`: stop the active job of `hash`, if any.
+/// Mark the active job of `hash` cancelled, if any. A running one's
+/// containers are the caller's to kill (`kill_containers`), off a handler
+/// thread: handlers never wait on Podman.
 pub fn cancel(
     conn: &mut Connection,
-    runtime: &dyn ContainerRuntime,
     hash: &str,
     failure_ttl_seconds: u64,
 ) -> Result<Option<Cancelled>, DbError> {
@@ -31,24 +32,26 @@ pub fn cancel(
     let Some(c) = control::cancel(conn, hash, expires_at)? else {
         return Ok(None);
     };
-    if c.was_running {
-        // SIGKILL ends the running exec; the worker's container guard
-        // removes the container, the janitor's sweep anything left.
-        stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
-    }
     log::info!("cancelled {hash} (was {})", c.job.status.as_str());
     Ok(Some(c))
+}
+
+/// SIGKILL the containers of a cancelled build: the running exec ends, the
+/// worker's container guard removes the container (the janitor's sweep
+/// whatever is left), and the worker's outcome is discarded because the
+/// job is no longer running.
+pub fn kill_containers(runtime: &dyn ContainerRuntime, hash: &str) {
+    stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
 }
 
 /// `DELETE /api/v1/build/{hash}`: stop the active job if there is one,
 /// else drop the cached answer.
 pub fn cancel_or_drop(
     conn: &mut Connection,
-    runtime: &dyn ContainerRuntime,
     hash: &str,
     failure_ttl_seconds: u64,
 ) -> Result<CancelOutcome, DbError> {
-    if let Some(c) = cancel(conn, runtime, hash, failure_ttl_seconds)? {
+    if let Some(c) = cancel(conn, hash, failure_ttl_seconds)? {
         return Ok(CancelOutcome::Cancelled(Box::new(c)));
     }
     let dropped = control::drop_cached(conn, hash)?;
