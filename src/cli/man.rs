@@ -62,7 +62,6 @@ pub fn render(out: &mut dyn Write) -> std::io::Result<()> {
     let cmd = Cli::command();
     let man = clap_mangen::Man::new(cmd)
         .section("8")
-        .manual("System Administration")
         .source(format!("asu-builder {}", env!("CARGO_PKG_VERSION")));
     let mut buf = Vec::new();
     man.render_title(&mut buf)?;
