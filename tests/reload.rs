@@ -87,3 +87,52 @@ fn sighup_applies_live_keys_and_names_the_rest() {
     assert_eq!(delete_status(&d), 401);
     assert!(d.alive());
 }
+
+/// Under systemd (`JOURNAL_STREAM` set) the journal stamps each line, so
+/// ours carry no timestamp; elsewhere they start with one.
+#[test]
+fn no_timestamps_when_logging_to_the_journal() {
+    for journal in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::daemon::free_port();
+        let d = dir.path().display();
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "server_host: 127.0.0.1\nserver_port: {port}\ndatabase_path: {d}/db/builder.db\n\
+                 public_path: {d}/public\ncontainer_socket_path: {d}/absent.sock\n\
+                 upstream_url: http://127.0.0.1:9\nlog_level: info\n"
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut cmd = Command::new(common::daemon::BIN);
+        cmd.arg("--config")
+            .arg(&config)
+            .env_remove("ASU_SERVER_PORT")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if journal {
+            cmd.env("JOURNAL_STREAM", "8:123456");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let line = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains("listening on http://")) {
+                break l.to_string();
+            }
+            assert!(Instant::now() < deadline, "never listening: {text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        if journal {
+            assert!(line.starts_with("[INFO]"), "{line}");
+        } else {
+            assert!(line.starts_with("20"), "a timestamp first: {line}");
+        }
+    }
+}
