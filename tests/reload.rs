@@ -1,7 +1,8 @@
 //! SIGHUP on the real binary: the configuration is read again; live keys
 //! apply at once (an admin token turns the build-control endpoints on),
 //! each change is logged, keys that need a restart are named, and a broken
-//! file leaves the running configuration in place.
+//! file leaves the running configuration in place. Also: log lines carry
+//! no timestamp of their own under systemd (`JOURNAL_STREAM`).
 
 mod common;
 
