@@ -78,8 +78,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// `jobs`, `job`, `retry`, `cancel`, `purge`.
+/// `jobs`, `job`, `retry`, `cancel`, `purge`. Warnings (a container Podman
+/// would not kill) go to stderr, without timestamps: a terminal reads them.
 fn operator(cli: &Cli, command: &Command) -> ExitCode {
+    let quiet = ConfigBuilder::new()
+        .set_time_level(LevelFilter::Off)
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .build();
+    let _ = TermLogger::init(
+        LevelFilter::Warn,
+        quiet,
+        TerminalMode::Stderr,
+        ColorChoice::Never,
+    );
     let config = match config::load(cli.config.as_deref()) {
         Ok((c, _)) => c,
         Err(e) => {

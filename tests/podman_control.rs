@@ -92,7 +92,7 @@ fn cancel_from_the_command_line_kills_the_running_container() {
     let config = operator_config(dir.path(), &service.socket, upstream.url());
     let (code, out) = run(&config, &["cancel", &hash]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("SIGKILL"), "{out}");
+    assert!(out.contains("SIGKILL sent to 1 container(s)"), "{out}");
     assert_eq!(http::poll(&app.base, &hash).status, 404);
     // The worker's exec ends with the kill; its guard removes the container.
     wait_for("the container to go", Duration::from_secs(60), || {

@@ -81,7 +81,13 @@ fn kill_off_thread(state: &AppState, hash: &str) {
     let owned = hash.to_string();
     let spawned = std::thread::Builder::new()
         .name("cancel-kill".into())
-        .spawn(move || qc::kill_containers(runtime.as_ref(), &owned));
+        .spawn(move || {
+            if let Err(e) = qc::kill_containers(runtime.as_ref(), &owned) {
+                log::warn!(
+                    "cancel {owned}: cannot reach its containers ({e}); the build runs to its end and its outcome is discarded"
+                );
+            }
+        });
     if let Err(e) = spawned {
         log::warn!(
             "cancel {hash}: cannot start a thread to kill its containers ({e}); the build runs to its end and its outcome is discarded"

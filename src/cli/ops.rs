@@ -234,9 +234,7 @@ pub fn cancel(config: &Config, args: &HashArg) -> Result<String, OpError> {
     let runtime = Podman::new(&config.container_socket_path);
     match qc::cancel(&mut conn, &hash, config.failure_ttl_seconds)? {
         Some(c) => {
-            if c.was_running {
-                qc::kill_containers(&runtime, &hash);
-            }
+            let killed = c.was_running.then(|| qc::kill_containers(&runtime, &hash));
             let mut event = Event::now(
                 Kind::Failure,
                 BuildInfo::of_stored(&hash, &c.job.request_json),
@@ -244,13 +242,18 @@ pub fn cancel(config: &Config, args: &HashArg) -> Result<String, OpError> {
             event.duration_s = Some(0.0);
             event.detail = Some(CANCELLED_DETAIL.into());
             record(&mut conn, config, &[event]);
-            Ok(if c.was_running {
-                format!(
-                    "cancelled {hash} (job {}); its container was sent SIGKILL\n",
+            Ok(match killed {
+                None => format!("cancelled {hash} (job {}, was queued)\n", c.job.id),
+                Some(Ok(n)) => format!(
+                    "cancelled {hash} (job {}, was running); SIGKILL sent to {n} container(s)\n",
                     c.job.id
-                )
-            } else {
-                format!("cancelled {hash} (job {}, was queued)\n", c.job.id)
+                ),
+                Some(Err(e)) => format!(
+                    "cancelled {hash} (job {}, was running), but its container could not be killed: {e}\n\
+                     the build runs to its end and its outcome is discarded; run this as a user that may use {}\n",
+                    c.job.id,
+                    config.container_socket_path.display()
+                ),
             })
         }
         None => Err(OpError(format!("{hash} has no queued or running build"))),

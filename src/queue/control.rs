@@ -4,8 +4,8 @@
 //! Statistics are the caller's: a handler records through its `Recorder`,
 //! a command writes its one event itself.
 
-use super::{Stop, stop_job_containers};
-use crate::container::ContainerRuntime;
+use super::{Stop, stop_container};
+use crate::container::{ContainerError, ContainerRuntime, job_label};
 use crate::db::control::{self, Cancelled, Dropped, RetryOutcome};
 use crate::db::{DbError, now_ms};
 use rusqlite::Connection;
@@ -40,8 +40,17 @@ pub fn cancel(
 /// worker's container guard removes the container (the janitor's sweep
 /// whatever is left), and the worker's outcome is discarded because the
 /// job is no longer running.
-pub fn kill_containers(runtime: &dyn ContainerRuntime, hash: &str) {
-    stop_job_containers(runtime, hash, Stop::Kill, "cancelled by an operator");
+/// Returns how many containers were found; an error when Podman could not
+/// list them (then the build runs to its end, and its outcome is discarded).
+pub fn kill_containers(
+    runtime: &dyn ContainerRuntime,
+    hash: &str,
+) -> Result<usize, ContainerError> {
+    let containers = runtime.list_by_label(&job_label(hash))?;
+    for c in &containers {
+        stop_container(runtime, c, Stop::Kill, "cancelled by an operator");
+    }
+    Ok(containers.len())
 }
 
 /// `DELETE /api/v1/build/{hash}`: stop the active job if there is one,
