@@ -3,7 +3,7 @@
 //! start the service through here.
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::container::ContainerRuntime;
 use crate::db;
 use crate::descriptors;
@@ -46,6 +46,7 @@ impl std::error::Error for StartError {}
 const MIN_CONNECTIONS: usize = 16;
 
 pub struct App {
+    live: Arc<LiveConfig>,
     server: api::server::ServerHandle,
     queue: Arc<QueueShared>,
     workers: Vec<JoinHandle<()>>,
@@ -63,16 +64,17 @@ pub fn start_with_faults(
     runtime: Arc<dyn ContainerRuntime>,
     faults: Faults,
 ) -> Result<App, StartError> {
-    let config = Arc::new(config);
+    let live = LiveConfig::new(config);
+    let config = live.get();
     let mut conn = db::open_and_migrate(&config.database_path).map_err(StartError::Db)?;
     std::fs::create_dir_all(&config.store_path)
         .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
-    let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
+    let upstream = Upstream::new(Arc::clone(&live), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
-    let (stats_writer, recorder) = stats::start_writer(Arc::clone(&config), Arc::clone(&metrics))
-        .map_err(StartError::Thread)?;
-    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime), recorder.clone());
+    let (stats_writer, recorder) =
+        stats::start_writer(Arc::clone(&live), Arc::clone(&metrics)).map_err(StartError::Thread)?;
+    let queue = QueueShared::new(Arc::clone(&live), Arc::clone(&runtime), recorder.clone());
 
     match runtime.ping() {
         Ok(v) => log::info!(
@@ -96,7 +98,7 @@ pub fn start_with_faults(
     let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
     let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     let state = Arc::new(AppState {
-        config: Arc::clone(&config),
+        live: Arc::clone(&live),
         upstream: Arc::new(upstream),
         queue: Arc::clone(&queue),
         faults,
@@ -120,6 +122,7 @@ pub fn start_with_faults(
     let server =
         api::server::start(state, settings).map_err(|e| StartError::Server(e.to_string()))?;
     Ok(App {
+        live,
         server,
         queue,
         workers,
@@ -129,6 +132,11 @@ pub fn start_with_faults(
 }
 
 impl App {
+    /// The configuration in force; SIGHUP reloads through this.
+    pub fn live(&self) -> &LiveConfig {
+        &self.live
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
     }
@@ -141,7 +149,7 @@ impl App {
     /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)
     /// instead of waiting for the next tick.
     pub fn sweep_now(&self) -> Result<(), db::DbError> {
-        let mut conn = db::open(&self.queue.config.database_path)?;
+        let mut conn = db::open(&self.queue.config().database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
         Ok(())
     }

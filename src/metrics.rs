@@ -25,6 +25,12 @@ pub enum Endpoint {
     Page,
     Static,
     Metrics,
+    /// DELETE /api/v1/build/{hash} (cancel or drop).
+    BuildCancel,
+    /// POST /api/v1/build/{hash}/retry.
+    BuildRetry,
+    /// GET /api/v1/openapi.json.
+    OpenApi,
     Options,
     NotFound,
     /// Responses the HTTP server sends without a handler: 503 when shedding
@@ -34,7 +40,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 15] = [
+    pub const ALL: [Endpoint; 18] = [
         Endpoint::BuildPost,
         Endpoint::BuildStatus,
         Endpoint::Stats,
@@ -47,6 +53,9 @@ impl Endpoint {
         Endpoint::Page,
         Endpoint::Static,
         Endpoint::Metrics,
+        Endpoint::BuildCancel,
+        Endpoint::BuildRetry,
+        Endpoint::OpenApi,
         Endpoint::Options,
         Endpoint::NotFound,
         Endpoint::Server,
@@ -66,6 +75,9 @@ impl Endpoint {
             Endpoint::Page => "page",
             Endpoint::Static => "static",
             Endpoint::Metrics => "metrics",
+            Endpoint::BuildCancel => "build_cancel",
+            Endpoint::BuildRetry => "build_retry",
+            Endpoint::OpenApi => "openapi",
             Endpoint::Options => "options",
             Endpoint::NotFound => "not_found",
             Endpoint::Server => "server",
@@ -78,9 +90,9 @@ impl Endpoint {
 }
 
 /// Status codes counted one by one; anything else is counted as `other`.
-const STATUSES: [u16; 28] = [
-    200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 411, 413, 414, 416, 422,
-    429, 431, 500, 501, 502, 503, 504, 505, 529,
+const STATUSES: [u16; 29] = [
+    200, 201, 202, 204, 206, 301, 302, 304, 400, 401, 403, 404, 405, 408, 409, 411, 413, 414, 416,
+    422, 429, 431, 500, 501, 502, 503, 504, 505, 529,
 ];
 const STATUS_SLOTS: usize = STATUSES.len() + 1;
 
@@ -121,6 +133,8 @@ pub struct Metrics {
     stat_events_dropped: AtomicU64,
     stat_events_written: AtomicU64,
     stat_write_errors: AtomicU64,
+    /// Long-poll requests parked right now (a gauge).
+    long_poll_waiters: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -139,6 +153,7 @@ impl Default for Metrics {
             stat_events_dropped: AtomicU64::new(0),
             stat_events_written: AtomicU64::new(0),
             stat_write_errors: AtomicU64::new(0),
+            long_poll_waiters: AtomicU64::new(0),
         }
     }
 }
@@ -179,6 +194,14 @@ impl Metrics {
     pub fn responses(&self, endpoint: Endpoint, status: u16) -> u64 {
         let i = endpoint.index() * STATUS_SLOTS + status_slot(status);
         self.responses.get(i).map_or(0, read)
+    }
+
+    pub fn set_long_poll_waiters(&self, n: u64) {
+        self.long_poll_waiters.store(n, Ordering::Relaxed);
+    }
+
+    pub fn long_poll_waiters(&self) -> u64 {
+        read(&self.long_poll_waiters)
     }
 
     pub fn cache_hit(&self) {
@@ -346,6 +369,13 @@ impl Metrics {
             "gauge",
             "Configured workers of this process.",
             g.workers.to_string(),
+        );
+        simple(
+            &mut out,
+            "asu_long_poll_waiters",
+            "gauge",
+            "Long-poll requests (?wait=N) parked right now.",
+            read(&self.long_poll_waiters).to_string(),
         );
         simple(
             &mut out,

@@ -184,7 +184,8 @@ fn resolve_profile(
 /// Snapshot versions of enabled branches need no upstream list; everything
 /// else must be in `.versions.json` (re-read once when missing).
 fn version_supported(upstream: &Upstream, version: &str) -> Result<bool, UpstreamError> {
-    let branches = &upstream.config().branches;
+    let config = upstream.config();
+    let branches = &config.branches;
     if versions::snapshot_versions(branches)
         .iter()
         .any(|v| v == version)

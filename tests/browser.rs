@@ -1,7 +1,7 @@
 //! Real browser: Debian's chromium, headless (installed through
-//! tests/browser/chromium.sh when missing), loads `/` and `/stats` from the
-//! service with a year of seeded statistics, on a desktop in light mode and
-//! on a phone in dark mode. Every chart must have drawn its data, every
+//! tests/browser/chromium.sh when missing), loads `/`, `/stats` and `/docs`
+//! from the service with a year of seeded statistics, on a desktop in light
+//! mode and on a phone in dark mode. Every chart must have drawn its data, every
 //! request of the page must have succeeded on our own origin, and no
 //! JavaScript exception or console error may occur. Screenshots are kept
 //! under target/browser-artifacts/.
@@ -238,6 +238,19 @@ const OVERVIEW_PROBE: &str = r#"(() => ({
   bg: getComputedStyle(document.body).backgroundColor,
 }))()"#;
 
+const DOCS_PROBE: &str = r#"(() => {
+  const ops = [...document.querySelectorAll('details.op')];
+  ops.forEach(d => d.open = true);
+  return {
+    ops: ops.length,
+    schemas: document.querySelectorAll('h3[id^="schema-"]').length,
+    verbs: [...new Set(ops.map(d => d.querySelector('.verb').textContent))].sort(),
+    styled: getComputedStyle(document.querySelector('.verb')).color,
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    bg: getComputedStyle(document.body).backgroundColor,
+  };
+})()"#;
+
 struct Mode {
     name: &'static str,
     width: u32,
@@ -283,7 +296,7 @@ fn check_theme(mode: &Mode, v: &Value) {
 }
 
 #[test]
-fn overview_and_stats_pages_render_in_a_real_browser() {
+fn overview_stats_and_docs_pages_render_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start_fixtures();
     let mut config = testapp::config(dir.path(), upstream.url());
@@ -399,6 +412,30 @@ fn overview_and_stats_pages_render_in_a_real_browser() {
         page.drain_events(std::time::Duration::from_millis(300));
         let bad = problems(page, &origin);
         assert!(bad.is_empty(), "{}: /: {bad:#?}", mode.name);
+
+        // --- /docs: the OpenAPI document as a page, every operation open.
+        page.navigate(&format!("{origin}/docs"));
+        page.wait_for("document.readyState === 'complete'");
+        let v = page.eval(DOCS_PROBE);
+        let ops = asu_builder::api::routes::ROUTES.len() as u64;
+        assert_eq!(v["ops"], ops, "one entry per route: {v}");
+        assert!(v["schemas"].as_u64().unwrap() >= 10, "{v}");
+        assert_eq!(
+            v["verbs"],
+            serde_json::json!(["DELETE", "GET", "POST"]),
+            "{v}"
+        );
+        assert_eq!(v["styled"], "rgb(255, 255, 255)", "stylesheet applied: {v}");
+        assert!(
+            v["overflow"].as_i64().unwrap() <= 0,
+            "{}: /docs scrolls sideways: {v}",
+            mode.name
+        );
+        check_theme(mode, &v);
+        page.screenshot_viewport(&out.join(format!("docs-{}-top.png", mode.name)));
+        page.drain_events(std::time::Duration::from_millis(300));
+        let bad = problems(page, &origin);
+        assert!(bad.is_empty(), "{}: /docs: {bad:#?}", mode.name);
     }
     drop(browser);
     for name in [

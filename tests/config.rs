@@ -585,10 +585,35 @@ fn shipped(name: &str) -> PathBuf {
 }
 
 #[test]
-fn example_config_loads_and_matches_defaults() {
-    let c = load_from(Some(&shipped("config.example.yaml")), &[]).unwrap_or_else(|e| panic!("{e}"));
-    // The example documents the defaults; it must not drift from them.
-    assert_eq!(render_effective(&c), render_effective(&Config::default()));
+fn production_config_is_the_defaults_with_state_under_var_lib() {
+    let c = load_from(Some(&shipped("config.yaml")), &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.database_path,
+        Path::new("/var/lib/asu-builder/builder.db")
+    );
+    assert_eq!(c.public_path, Path::new("/var/lib/asu-builder/public"));
+    assert_eq!(c.store_path, Path::new("/var/lib/asu-builder/public/store"));
+    // Everything else documents the defaults; it must not drift from them.
+    let expected = Config {
+        database_path: c.database_path.clone(),
+        public_path: c.public_path.clone(),
+        store_path: c.store_path.clone(),
+        ..Config::default()
+    };
+    assert_eq!(render_effective(&c), render_effective(&expected));
+    // Every key is there, set or (for the few without a fixed default)
+    // commented out.
+    let text = std::fs::read_to_string(shipped("config.yaml")).unwrap();
+    let keys = serde_json::to_value(Config::default()).unwrap();
+    for key in keys.as_object().unwrap().keys() {
+        assert!(
+            text.lines().any(|l| {
+                let l = l.trim_start_matches('#').trim_start();
+                l.starts_with(&format!("{key}:"))
+            }),
+            "{key} is not in etc/config.yaml"
+        );
+    }
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn render_job(conn: &Connection, job: &jobs::JobRow) -> Result<Response, DbError
             0,
         ),
         // Only failed jobs are visible among the finished ones.
-        JobStatus::Failed | JobStatus::Completed => {
+        JobStatus::Failed | JobStatus::Completed | JobStatus::Cancelled => {
             with_status_headers(Response::json(500, &failed_body(job)), Phase::Failed, 0)
         }
     })
@@ -173,7 +173,7 @@ pub fn get_build(_state: &AppState, conn: &Connection, hash: &str) -> Response {
 }
 
 pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Response {
-    let config = &state.config;
+    let config = state.config();
     let limits = Limits {
         max_defaults_length: config.max_defaults_length,
         max_custom_rootfs_size_mb: config.max_custom_rootfs_size_mb,
@@ -223,10 +223,10 @@ fn enqueue(
     build: &BuildRequest,
     stat: BuildInfo,
 ) -> Response {
-    let config = &state.config;
+    let config = state.config();
     let hash = stat.request_hash.as_str();
     let mut validated = build.clone();
-    if let Err(e) = check_request(config, &state.upstream, &mut validated) {
+    if let Err(e) = check_request(&config, &state.upstream, &mut validated) {
         log::info!("validation failure for {hash}: {}", e.detail());
         state.stats.rejected(e.status());
         return Response::from(&e);
@@ -286,7 +286,8 @@ fn enqueue(
 /// from the target's profiles.json that validation just loaded (so this is
 /// a memory read); empty when it is not available.
 fn extra_packages(state: &AppState, validated: &BuildRequest) -> Vec<String> {
-    let Some(path) = crate::config::version_path(&state.config.branches, &validated.version) else {
+    let Some(path) = crate::config::version_path(&state.config().branches, &validated.version)
+    else {
         return Vec::new();
     };
     match state.upstream.profiles(&path, &validated.target) {

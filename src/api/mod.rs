@@ -1,16 +1,22 @@
-//! HTTP API: the server (accept thread + handler pool), the router, and the
-//! handlers. Handlers get plain `Request`s and return plain `Response`s.
+//! HTTP API: the server (accept thread + handler pool + long-poll thread),
+//! the route table (`routes`), and the handlers. Handlers get plain
+//! `Request`s and return plain `Response`s (or park a long-poll).
 
+mod auth;
 mod build;
+mod control;
+pub mod docs;
+pub mod longpoll;
 pub mod metadata;
 pub mod pages;
 pub mod request;
 pub mod response;
+pub mod routes;
 pub mod server;
 pub mod stats;
 pub mod store;
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::db;
 use crate::faults::Faults;
 use crate::metrics::{Endpoint, Metrics};
@@ -18,13 +24,15 @@ use crate::queue::QueueShared;
 use crate::upstream::Upstream;
 use request::{Method, Request};
 use response::Response;
+use routes::{Kind, Matched, Verb};
 use rusqlite::Connection;
 use serde_json::json;
 use std::sync::Arc;
 
 /// What every handler thread shares.
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force; read a snapshot with `config()`.
+    pub live: Arc<LiveConfig>,
     pub upstream: Arc<Upstream>,
     pub queue: Arc<QueueShared>,
     /// Test-only fault hooks; empty in production.
@@ -37,6 +45,13 @@ pub struct AppState {
     pub stats: crate::stats::Recorder,
 }
 
+impl AppState {
+    /// The configuration in force now (SIGHUP may replace it).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.get()
+    }
+}
+
 /// One per handler thread: the shared state plus its own connection.
 pub struct Handler<'a> {
     state: &'a AppState,
@@ -47,21 +62,40 @@ impl<'a> Handler<'a> {
     pub fn new(state: &'a AppState) -> Result<Handler<'a>, db::DbError> {
         Ok(Handler {
             state,
-            conn: db::open(&state.config.database_path)?,
+            conn: db::open(&state.config().database_path)?,
         })
     }
 
-    /// Answer one request and count the response by route and status.
-    pub fn handle(&mut self, req: &Request) -> Response {
+    /// Answer one request and count the response by route and status; a
+    /// long-poll on a build that is not final is parked instead (counted
+    /// when it is answered).
+    pub fn handle(&mut self, req: &Request) -> Outcome {
         if let Some(hook) = &self.state.faults.handler {
             hook(&req.path);
         }
-        let (endpoint, response) = self.dispatch(req);
-        self.state.metrics.http_response(endpoint, response.status);
-        response
+        let (endpoint, outcome) = self.dispatch(req);
+        if let Outcome::Respond(response) = &outcome {
+            self.state.metrics.http_response(endpoint, response.status);
+        }
+        outcome
     }
 
-    fn dispatch(&mut self, req: &Request) -> (Endpoint, Response) {
+    /// SQLite's `data_version`: changes whenever another connection (of
+    /// this process or another) committed. `None` when it cannot be read.
+    pub fn data_version(&self) -> Option<i64> {
+        self.conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .ok()
+    }
+
+    /// The current state of a build, as `GET /api/v1/build/{hash}` answers
+    /// it; the long-poll thread renders parked requests with this.
+    pub fn build_status(&self, hash: &str) -> Response {
+        build::get_build(self.state, &self.conn, hash)
+    }
+
+    fn dispatch(&mut self, req: &Request) -> (Endpoint, Outcome) {
+        let respond = |(e, r): (Endpoint, Response)| (e, Outcome::Respond(r));
         if req.method == Method::Options {
             // CORS preflight; the server adds the Allow-* headers.
             let r = Response {
@@ -69,7 +103,7 @@ impl<'a> Handler<'a> {
                 headers: vec![("Access-Control-Max-Age".into(), "86400".into())],
                 body: response::Body::Empty,
             };
-            return (Endpoint::Options, r);
+            return respond((Endpoint::Options, r));
         }
         // `//x` → `/x`, for GET and HEAD only, as the reference does.
         if req.path.starts_with("//") {
@@ -80,124 +114,91 @@ impl<'a> Handler<'a> {
                 } else {
                     format!("{trimmed}?{}", req.query)
                 };
-                return (Endpoint::Redirect, Response::redirect(&location));
+                return respond((Endpoint::Redirect, Response::redirect(&location)));
             }
-            return (Endpoint::NotFound, method_not_allowed("GET, HEAD"));
+            return respond((Endpoint::NotFound, method_not_allowed("GET, HEAD")));
         }
-        let Some(route) = Route::of(&req.path) else {
-            return (Endpoint::NotFound, not_found());
+        let matched = routes::matching(&req.path);
+        let Some(first) = matched.first() else {
+            return respond((Endpoint::NotFound, not_found()));
         };
-        let endpoint = route.endpoint();
-        if !route.allows(&req.method) {
-            return (endpoint, method_not_allowed(route.allowed()));
-        }
-        (endpoint, self.route(route, req))
+        let verb = match req.method {
+            Method::Get | Method::Head => Some(Verb::Get),
+            Method::Post => Some(Verb::Post),
+            Method::Delete => Some(Verb::Delete),
+            _ => None,
+        };
+        let Some(m) = matched.iter().find(|m| Some(m.route.verb) == verb) else {
+            let endpoint = first.route.kind.endpoint();
+            return respond((endpoint, method_not_allowed(&allowed(&matched))));
+        };
+        let endpoint = m.route.kind.endpoint();
+        (endpoint, self.route(m, req))
     }
 
-    fn route(&mut self, route: Route<'_>, req: &Request) -> Response {
+    fn route(&mut self, m: &Matched<'_>, req: &Request) -> Outcome {
         let state = self.state;
-        let config = &state.config;
-        match route {
-            Route::Build => build::post_build(state, &mut self.conn, req),
-            Route::BuildStatus(hash) => build::get_build(state, &self.conn, hash),
-            Route::Health => Response::json(200, &json!({"status": "ok"})),
-            Route::Stats => stats::queue_stats(state, &self.conn),
-            Route::StatsApi(name) => stats::route(state, &self.conn, name, &req.query),
-            Route::Metrics => stats::metrics(state, &self.conn),
-            Route::Page(name) => pages::page(name, req),
-            Route::Static(name) => pages::asset(name, req),
-            Route::Revision(version, target, subtarget) => {
-                metadata::revision(config, &state.upstream, version, target, subtarget)
+        let config = state.config();
+        let respond = Outcome::Respond;
+        match m.route.kind {
+            Kind::Build => respond(build::post_build(state, &mut self.conn, req)),
+            Kind::BuildStatus => longpoll::poll(state, &self.conn, m.param(0), &req.query),
+            Kind::BuildCancel => respond(control::cancel(state, &mut self.conn, m.param(0), req)),
+            Kind::BuildRetry => respond(control::retry(state, &mut self.conn, m.param(0), req)),
+            Kind::Health => respond(Response::json(200, &json!({"status": "ok"}))),
+            Kind::Stats => respond(stats::queue_stats(state, &self.conn)),
+            Kind::StatsApi(name) => respond(stats::route(state, &self.conn, name, &req.query)),
+            Kind::Metrics => respond(stats::metrics(state, &self.conn)),
+            Kind::Page("docs") => respond(docs::page(req)),
+            Kind::Page(name) => respond(pages::page(name, req)),
+            Kind::Static => respond(pages::asset(m.param(0), req)),
+            Kind::OpenApi => respond(docs::openapi(req)),
+            Kind::Revision => respond(metadata::revision(
+                &config,
+                &state.upstream,
+                m.param(0),
+                m.param(1),
+                m.param(2),
+            )),
+            Kind::Redirect(location) => respond(Response::redirect(location)),
+            Kind::Json => respond(
+                metadata::route_json(&config, &state.upstream, &state.branch_docs, &req.path)
+                    .unwrap_or_else(not_found),
+            ),
+            Kind::Store => {
+                let rest = req.path.strip_prefix("/store/").unwrap_or("");
+                respond(store::serve_store(
+                    &config.store_path,
+                    rest,
+                    req.header("Range"),
+                ))
             }
-            Route::Redirect(location) => Response::redirect(location),
-            Route::Json => {
-                metadata::route_json(config, &state.upstream, &state.branch_docs, &req.path)
-                    .unwrap_or_else(not_found)
-            }
-            Route::Store(rest) => store::serve_store(&config.store_path, rest, req.header("Range")),
         }
     }
 }
 
-/// The route table, written once: which handler a path goes to and which
-/// methods it takes (everything but the build POST is GET/HEAD).
-enum Route<'p> {
-    Build,
-    BuildStatus(&'p str),
-    Health,
-    Stats,
-    Revision(&'p str, &'p str, &'p str),
-    Redirect(&'static str),
-    Json,
-    Store(&'p str),
-    /// The statistics endpoints under /api/v1 (by their last segment).
-    StatsApi(&'p str),
-    Metrics,
-    /// `/` and `/stats`.
-    Page(&'static str),
-    /// Embedded assets under /static/.
-    Static(&'p str),
+/// What a handler gives back: a response now, or a long-poll to park.
+pub enum Outcome {
+    Respond(Response),
+    Park(longpoll::Park),
 }
 
-impl<'p> Route<'p> {
-    fn of(path: &'p str) -> Option<Route<'p>> {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        Some(match segments.as_slice() {
-            ["api", "v1", "build"] => Route::Build,
-            ["api", "v1", "build", hash] if !hash.is_empty() => Route::BuildStatus(hash),
-            ["health"] => Route::Health,
-            ["api", "v1", "stats"] => Route::Stats,
-            ["api", "v1", "revision", version, target, subtarget] => {
-                Route::Revision(version, target, subtarget)
+/// The `Allow` header for a path: the methods of every route it matched.
+fn allowed(matched: &[Matched<'_>]) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for m in matched {
+        let names: &[&str] = match m.route.verb {
+            Verb::Get => &["GET", "HEAD"],
+            Verb::Post => &["POST"],
+            Verb::Delete => &["DELETE"],
+        };
+        for n in names {
+            if !out.contains(n) {
+                out.push(n);
             }
-            // `/api/overview` is ours (docs/compatibility.md).
-            ["api", "v1", "overview"] | ["api", "overview"] | ["overview"] => {
-                Route::Redirect("/json/v1/overview.json")
-            }
-            ["api", "v1", "latest"] => Route::Redirect("/json/v1/latest.json"),
-            ["json", "v1", ..] => Route::Json,
-            ["store", ..] => Route::Store(path.strip_prefix("/store/").unwrap_or("")),
-            ["api", "v1", "stats", "summary"] => Route::StatsApi("summary"),
-            ["api", "v1", name] if stats::ENDPOINTS.contains(name) => Route::StatsApi(name),
-            ["metrics"] => Route::Metrics,
-            [""] => Route::Page("overview"),
-            ["stats"] => Route::Page("stats"),
-            ["static", name] => Route::Static(name),
-            _ => return None,
-        })
-    }
-
-    /// The static label of `asu_http_responses_total`.
-    fn endpoint(&self) -> Endpoint {
-        match self {
-            Route::Build => Endpoint::BuildPost,
-            Route::BuildStatus(_) => Endpoint::BuildStatus,
-            Route::Health => Endpoint::Health,
-            Route::Stats => Endpoint::Stats,
-            Route::Revision(..) => Endpoint::Revision,
-            Route::Redirect(_) => Endpoint::Redirect,
-            Route::Json => Endpoint::Json,
-            Route::Store(_) => Endpoint::Store,
-            Route::StatsApi(_) => Endpoint::StatsApi,
-            Route::Metrics => Endpoint::Metrics,
-            Route::Page(_) => Endpoint::Page,
-            Route::Static(_) => Endpoint::Static,
         }
     }
-
-    fn allowed(&self) -> &'static str {
-        match self {
-            Route::Build => "POST",
-            _ => "GET, HEAD",
-        }
-    }
-
-    fn allows(&self, method: &Method) -> bool {
-        match self {
-            Route::Build => *method == Method::Post,
-            _ => matches!(method, Method::Get | Method::Head),
-        }
-    }
+    out.join(", ")
 }
 
 fn not_found() -> Response {

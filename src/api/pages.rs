@@ -66,16 +66,24 @@ const PAGES: &[(&str, &str)] = &[
 ];
 
 const ASSET_CACHE: &str = "public, max-age=31536000, immutable";
-const PAGE_CACHE: &str = "no-cache";
+pub(super) const PAGE_CACHE: &str = "no-cache";
 /// Only our own origin: no CDN, no third-party requests, even by mistake.
-const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+pub(super) const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
     object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// `"<16 hex>"`: a strong validator over the content.
-fn etag_of(body: &[u8]) -> String {
+pub(super) fn etag_of(body: &[u8]) -> String {
     let digest = Sha256::digest(body);
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     format!("\"{hex}\"")
+}
+
+/// `/static/NAME?v=HASH` for an asset, as pages link it.
+pub(super) fn asset_url(name: &str) -> String {
+    match assets().iter().find(|a| a.name == name) {
+        Some(a) => format!("/static/{}?v={}", a.name, a.etag.trim_matches('"')),
+        None => format!("/static/{name}"),
+    }
 }
 
 /// Pages with `{{asset:NAME}}` replaced by the versioned asset URL, and
@@ -108,7 +116,7 @@ fn not_modified(req: &Request, etag: &str) -> bool {
     })
 }
 
-fn answer(
+pub(super) fn answer(
     req: &Request,
     etag: &str,
     cache: &str,

@@ -5,6 +5,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Delete,
     Options,
     Other(String),
 }

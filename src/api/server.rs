@@ -5,14 +5,21 @@
 //! of handler threads, which only compute: they never read from or write
 //! to a socket, so no client can hold one.
 //!
+//! A long-poll (`?wait=N`) on a build still on its way is not answered by
+//! its handler: the handler returns `Outcome::Park`, and the request goes
+//! to the long-poll thread (`longpoll`), which answers it later through
+//! the same `respond_deferred`. So waiters never hold handler threads.
+//!
 //! Admission follows the wait, not a count: every connection has at most
 //! one request in flight, so the channel holds at most
 //! `server_max_connections` requests; a request that waited longer than
 //! `server_queue_timeout_ms` for a handler is answered 503 at once.
 
+use super::longpoll::{LongPoll, Parker};
 use super::request::{Method, Request};
 use super::response::{Body, Response};
-use super::{AppState, Handler};
+use super::{AppState, Handler, Outcome};
+use crate::metrics::Endpoint;
 use crossbeam_channel::{Receiver, TrySendError};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -49,6 +56,7 @@ pub struct ServerHandle {
     addr: SocketAddr,
     work: crossbeam_channel::Sender<Work>,
     handlers: Vec<JoinHandle<()>>,
+    longpoll: Option<LongPoll>,
     shed: Arc<Shed>,
 }
 
@@ -69,7 +77,7 @@ impl ServerHandle {
 
     /// Stop accepting, let handlers finish what is queued, join them.
     /// Requests that complete later are answered 503.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
         // The last reference: dropping the server closes the listener.
         drop(self.server);
         for _ in &self.handlers {
@@ -77,6 +85,10 @@ impl ServerHandle {
         }
         for h in self.handlers {
             let _ = h.join();
+        }
+        // No handler can park any more: answer the parked long-polls.
+        if let Some(lp) = self.longpoll.take() {
+            lp.stop();
         }
     }
 }
@@ -129,7 +141,7 @@ pub struct ServerSettings {
 }
 
 pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHandle, ServerError> {
-    let config = &state.config;
+    let config = state.config();
     let host = &config.server_host;
     // An IPv6 literal needs brackets before the port.
     let bind = if host.contains(':') && !host.starts_with('[') {
@@ -209,6 +221,12 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         .server_addr()
         .to_ip()
         .ok_or_else(|| ServerError(format!("{bind} is not an IP address")))?;
+    let lp_cors = Arc::clone(&cors);
+    let longpoll = LongPoll::start(
+        Arc::clone(&state),
+        Arc::new(move |raw, response| respond(raw, response, &lp_cors)),
+    )
+    .map_err(|e| ServerError(format!("cannot spawn the long-poll thread: {e}")))?;
 
     let mut handlers = Vec::with_capacity(config.server_threads);
     for i in 0..config.server_threads {
@@ -216,6 +234,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         let state = Arc::clone(&state);
         let cors = Arc::clone(&cors);
         let shed = Arc::clone(&shed);
+        let parker = longpoll.parker();
         let h = std::thread::Builder::new()
             .name(format!("http-{}", i + 1))
             .spawn(move || {
@@ -225,6 +244,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
                     shed: &shed,
                     epoch,
                     queue_timeout,
+                    parker,
                 };
                 pool.run(&rx)
             })
@@ -236,6 +256,7 @@ pub fn start(state: Arc<AppState>, settings: ServerSettings) -> Result<ServerHan
         addr,
         work: tx,
         handlers,
+        longpoll: Some(longpoll),
         shed,
     })
 }
@@ -271,6 +292,8 @@ struct Pool<'a> {
     shed: &'a Shed,
     epoch: Instant,
     queue_timeout: Duration,
+    /// Hands long-polls to the long-poll thread.
+    parker: Option<Parker>,
 }
 
 impl Pool<'_> {
@@ -292,7 +315,29 @@ impl Pool<'_> {
                 Ok(req) => match handler.as_mut() {
                     Some(h) => {
                         match catch_unwind(AssertUnwindSafe(|| h.handle(&req))) {
-                            Ok(r) => r,
+                            Ok(Outcome::Respond(r)) => r,
+                            Ok(Outcome::Park(park)) => {
+                                let Some(parker) = &self.parker else {
+                                    let status = park.current.status;
+                                    self.state
+                                        .metrics
+                                        .http_response(Endpoint::BuildStatus, status);
+                                    respond(raw, park.current, self.cors);
+                                    continue;
+                                };
+                                match parker.park(raw, park) {
+                                    Ok(()) => continue,
+                                    // Full: the state now, at once.
+                                    Err(back) => {
+                                        let (back, current) = *back;
+                                        self.state
+                                            .metrics
+                                            .http_response(Endpoint::BuildStatus, current.status);
+                                        respond(back, current, self.cors);
+                                        continue;
+                                    }
+                                }
+                            }
                             Err(panic) => {
                                 log::error!(
                                     "handler panicked on {} {}: {}; answering 500",
@@ -355,6 +400,7 @@ fn read_request(raw: &mut tiny_http::Request) -> Result<Request, Response> {
         tiny_http::Method::Get => Method::Get,
         tiny_http::Method::Head => Method::Head,
         tiny_http::Method::Post => Method::Post,
+        tiny_http::Method::Delete => Method::Delete,
         tiny_http::Method::Options => Method::Options,
         other => Method::Other(other.as_str().to_string()),
     };
@@ -406,8 +452,12 @@ fn to_tiny_headers(headers: &[(String, String)]) -> Vec<tiny_http::Header> {
 fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
     [
         ("Access-Control-Allow-Origin", origin),
-        ("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS"),
-        ("Access-Control-Allow-Headers", "*"),
+        (
+            "Access-Control-Allow-Methods",
+            "GET, HEAD, POST, DELETE, OPTIONS",
+        ),
+        // `*` does not cover Authorization (Fetch standard): named.
+        ("Access-Control-Allow-Headers", "*, Authorization"),
         (
             "Access-Control-Expose-Headers",
             "X-Imagebuilder-Status, X-Queue-Position, Content-Length, Content-Range",
@@ -421,7 +471,7 @@ fn cors_headers(origin: &str) -> Vec<tiny_http::Header> {
 
 /// Hands the response to the connection's own thread: the handler returns
 /// at once, whatever the client's reading speed.
-fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Header]) {
+pub(super) fn respond(raw: tiny_http::Request, response: Response, cors: &[tiny_http::Header]) {
     let mut headers = to_tiny_headers(&response.headers);
     headers.extend(cors.iter().cloned());
     let status = tiny_http::StatusCode(response.status);

@@ -108,11 +108,11 @@ impl Query {
 
 /// Day windows reach back as far as rollups are kept.
 fn max_days(state: &AppState) -> u64 {
-    state.config.stats_rollup_retention_days.max(1)
+    state.config().stats_rollup_retention_days.max(1)
 }
 
 fn max_weeks(state: &AppState) -> u64 {
-    (state.config.stats_rollup_retention_days / 7).max(1)
+    (state.config().stats_rollup_retention_days / 7).max(1)
 }
 
 fn today() -> i64 {
@@ -171,7 +171,7 @@ pub fn queue_stats(state: &AppState, conn: &Connection) -> Response {
             "queue_length": c.pending,
             "pending": c.pending,
             "running": c.running,
-            "workers": state.config.worker_concurrent,
+            "workers": state.config().worker_concurrent,
             "workers_busy": state.queue.inflight.len(),
             "completed_24h": day.successes,
             "failed_24h": day.failures,
@@ -211,7 +211,7 @@ fn builds_by_version(state: &AppState, conn: &Connection, q: &Query) -> Answer {
     let branch = q.branch()?;
     let w = query::weekly_by_version(
         conn,
-        &state.config.branches,
+        &state.config().branches,
         today(),
         weeks,
         branch.as_deref(),
@@ -333,7 +333,7 @@ pub fn metrics(state: &AppState, conn: &Connection) -> Response {
     let gauges = Gauges {
         queue_length,
         running: state.queue.inflight.len(),
-        workers: state.config.worker_concurrent,
+        workers: state.config().worker_concurrent,
         upstream_fetch_errors: state.upstream.fetch_error_count(),
         upstream_fetches: state.upstream.fetch_count(),
     };

@@ -34,6 +34,14 @@ const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
 /// Upper bound for the statistics retention keys: ten years of days.
 pub const MAX_STATS_DAYS: u64 = 3650;
 
+/// Shortest `admin_token`: 16 characters of a random token are out of
+/// reach of guessing over HTTP.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// Parked long-poll requests are cheap (a socket and a few hundred bytes);
+/// the bound keeps a flood of them from holding every connection.
+const MAX_LONG_POLL_WAITERS: u64 = 10_000;
+
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
 /// Which file, if any, the configuration was read from (for the startup log).
@@ -341,6 +349,10 @@ fn apply_key(
         "stats_retention_days" => config.stats_retention_days = v.positive(MAX_STATS_DAYS)?,
         "stats_rollup_retention_days" => {
             config.stats_rollup_retention_days = v.positive(MAX_STATS_DAYS)?
+        }
+        "admin_token" => config.admin_token = v.optional_secret(MIN_TOKEN_LEN)?,
+        "long_poll_max_waiters" => {
+            config.long_poll_max_waiters = v.size(0, MAX_LONG_POLL_WAITERS)?
         }
         _ => {
             return Err(ConfigError::UnknownKey {

@@ -1,16 +1,18 @@
 //! Effective configuration: built-in defaults → YAML/JSON file → `ASU_*` env.
 //!
-//! The struct is plain data shared read-only by every thread (`Arc<Config>`).
-//! Loading and validation live in `load.rs`; the built-in branch table in
-//! `branches.rs`.
+//! The struct is plain data; threads read the one in force through
+//! `LiveConfig` (`live.rs`), which SIGHUP replaces. Loading and validation
+//! live in `load.rs`; the built-in branch table in `branches.rs`.
 
 mod branches;
 mod error;
+mod live;
 mod load;
 mod value;
 
 pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
 pub use error::{ConfigError, Origin};
+pub use live::{IntoLive, LIVE_KEYS, LiveConfig, Reload, merge};
 pub use load::{ConfigSource, load, load_from, render_effective};
 
 use serde::Serialize;
@@ -68,6 +70,12 @@ pub struct Config {
     pub stats_retention_days: u64,
     /// Daily statistics rollups older than this are deleted.
     pub stats_rollup_retention_days: u64,
+    /// Bearer token of the build-control endpoints (DELETE
+    /// /api/v1/build/{hash}, POST …/retry); `None`: they answer 404.
+    pub admin_token: Option<String>,
+    /// Long-polling clients (`?wait=N`) held at once; beyond it a poll is
+    /// answered at once. 0 turns long-polling off.
+    pub long_poll_max_waiters: usize,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -116,6 +124,8 @@ impl Default for Config {
             build_key_path: None,
             stats_retention_days: 30,
             stats_rollup_retention_days: 730,
+            admin_token: None,
+            long_poll_max_waiters: 256,
             branches: default_branches(),
         }
     }

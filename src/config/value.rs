@@ -121,6 +121,31 @@ impl Field<'_> {
         }
     }
 
+    /// A secret such as a bearer token: unset (`null`/empty) is `None`;
+    /// otherwise at least `min_len` visible ASCII characters, no spaces, so
+    /// it can travel in an `Authorization` header as it is.
+    pub(super) fn optional_secret(&self, min_len: usize) -> Result<Option<String>, ConfigError> {
+        let s = match self.raw {
+            Raw::Yaml(Value::Null) => return Ok(None),
+            _ => self.string()?,
+        };
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if s.len() < min_len || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            // The value itself stays out of the message: it is a secret.
+            return Err(ConfigError::Invalid {
+                key: self.key.to_string(),
+                value: "(hidden)".into(),
+                origin: self.origin.clone(),
+                expected: format!(
+                    "expected at least {min_len} visible ASCII characters without spaces"
+                ),
+            });
+        }
+        Ok(Some(s))
+    }
+
     pub(super) fn integer(&self, min: u64, max: u64, expected: &str) -> Result<u64, ConfigError> {
         let n = match self.raw {
             Raw::Yaml(Value::Number(n)) => n.as_u64(),

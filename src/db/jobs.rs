@@ -90,11 +90,11 @@ impl JobRow {
     }
 }
 
-const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
+pub(crate) const JOB_COLUMNS: &str = "j.id, j.request_hash, j.status, j.imagebuilder_status, j.attempts, \
     j.max_attempts, j.worker_id, j.enqueued_at, j.detail, j.stdout, j.stderr, j.build_cmd, \
     j.expires_at, r.request_json, r.bin_dir";
 
-fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+pub(crate) fn job_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: row.get(0)?,
         request_hash: row.get(1)?,
@@ -339,23 +339,29 @@ pub struct Completion<'a> {
 pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError> {
     let now = now_ms();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
+    // First the job, guarded: an operator may have cancelled it meanwhile.
+    let updated = tx
+        .prepare_cached(status_sql!(
+            "UPDATE build_jobs SET status = {completed}, imagebuilder_status = ?4, \
+                detail = 'done', finished_at = ?2, expires_at = ?3, lease_expires_at = NULL \
+             WHERE id = ?1 AND status = {running}"
+        ))?
+        .execute(params![c.job_id, now, c.expires_at, Phase::Done])?;
+    if updated == 0 {
+        return Err(DbError::NotRunning { job_id: c.job_id });
+    }
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO build_results (request_hash, bin_dir, result_json, build_duration, \
             finished_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            c.request_hash,
-            c.bin_dir,
-            c.result_json,
-            c.duration_s,
-            now,
-            c.expires_at
-        ],
-    )?;
-    tx.prepare_cached(status_sql!(
-        "UPDATE build_jobs SET status = {completed}, imagebuilder_status = ?4, detail = 'done', \
-            finished_at = ?2, expires_at = ?3, lease_expires_at = NULL WHERE id = ?1"
-    ))?
-    .execute(params![c.job_id, now, c.expires_at, Phase::Done])?;
+    )?
+    .execute(params![
+        c.request_hash,
+        c.bin_dir,
+        c.result_json,
+        c.duration_s,
+        now,
+        c.expires_at
+    ])?;
     tx.commit()?;
     Ok(())
 }
@@ -370,21 +376,25 @@ pub struct Failure<'a> {
 }
 
 pub fn fail(conn: &Connection, f: &Failure<'_>) -> Result<(), DbError> {
-    conn.prepare_cached(status_sql!(
-        "UPDATE build_jobs SET status = {failed}, imagebuilder_status = ?8, detail = ?2, \
-            stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
-            lease_expires_at = NULL WHERE id = ?1"
-    ))?
-    .execute(params![
-        f.job_id,
-        f.detail,
-        f.stdout,
-        f.stderr,
-        f.build_cmd,
-        now_ms(),
-        f.expires_at,
-        Phase::Failed
-    ])?;
+    let updated = conn
+        .prepare_cached(status_sql!(
+            "UPDATE build_jobs SET status = {failed}, imagebuilder_status = ?8, detail = ?2, \
+                stdout = ?3, stderr = ?4, build_cmd = ?5, finished_at = ?6, expires_at = ?7, \
+                lease_expires_at = NULL WHERE id = ?1 AND status = {running}"
+        ))?
+        .execute(params![
+            f.job_id,
+            f.detail,
+            f.stdout,
+            f.stderr,
+            f.build_cmd,
+            now_ms(),
+            f.expires_at,
+            Phase::Failed
+        ])?;
+    if updated == 0 {
+        return Err(DbError::NotRunning { job_id: f.job_id });
+    }
     Ok(())
 }
 
@@ -471,7 +481,7 @@ pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, Db
     )?;
     tx.execute(
         status_sql!(
-            "DELETE FROM build_jobs WHERE status IN ({completed}, {failed}) AND expires_at <= ?1"
+            "DELETE FROM build_jobs WHERE status NOT IN ({pending}, {running}) AND expires_at <= ?1"
         ),
         params![now],
     )?;
@@ -542,7 +552,13 @@ mod tests {
     /// The enum and the schema spell the statuses the same way.
     #[test]
     fn statuses_are_the_schema_s() {
-        let schema = super::super::MIGRATIONS[0].1;
+        // The newest migration that (re)creates build_jobs.
+        let schema = super::super::MIGRATIONS
+            .iter()
+            .rev()
+            .map(|(_, sql)| *sql)
+            .find(|sql| sql.contains("CHECK (status IN"))
+            .unwrap();
         let quoted = |s: &[JobStatus]| {
             s.iter()
                 .map(|s| format!("'{}'", s.as_str()))

@@ -2,6 +2,7 @@
 //! and the queries every other module uses. Each thread owns its own
 //! `Connection`; WAL lets readers run beside the one writer.
 
+pub mod control;
 pub mod jobs;
 mod migrate;
 
@@ -34,6 +35,11 @@ pub enum DbError {
     Sql(rusqlite::Error),
     /// A value could not be put into its stored JSON form.
     Encode(serde_json::Error),
+    /// A worker's outcome for a job that is no longer running: an operator
+    /// cancelled it meanwhile. Nothing was written.
+    NotRunning {
+        job_id: i64,
+    },
 }
 
 impl std::fmt::Display for DbError {
@@ -59,6 +65,12 @@ impl std::fmt::Display for DbError {
             }
             DbError::Sql(e) => write!(f, "database error: {e}"),
             DbError::Encode(e) => write!(f, "cannot encode a stored value: {e}"),
+            DbError::NotRunning { job_id } => {
+                write!(
+                    f,
+                    "job {job_id} is no longer running (cancelled); outcome not recorded"
+                )
+            }
         }
     }
 }

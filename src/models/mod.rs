@@ -88,14 +88,18 @@ pub enum JobStatus {
     Completed,
     /// Failed for good; replayed to clients for `failure_ttl_seconds`.
     Failed,
+    /// Stopped by an operator; clients see the hash as unknown, so the
+    /// next POST builds it afresh.
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Pending,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Failed,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +108,7 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 

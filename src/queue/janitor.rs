@@ -37,7 +37,7 @@ pub fn spawn_janitor(shared: &Arc<QueueShared>) -> std::io::Result<Janitor> {
 }
 
 fn janitor_loop(shared: &QueueShared, stop: &Receiver<()>) {
-    let mut conn = match db::open(&shared.config.database_path) {
+    let mut conn = match db::open(&shared.config().database_path) {
         Ok(c) => c,
         Err(e) => {
             log::error!("janitor: {e}; leases, expiry and cleanup are not running");
@@ -78,7 +78,7 @@ fn renew_leases(shared: &QueueShared, conn: &Connection) {
 /// The container's own `timeout` normally ends an overlong build; this is
 /// the backstop for when it did not (a runtime that ignores it, a hung exec).
 fn kill_overdue(shared: &QueueShared) {
-    let limit = std::time::Duration::from_secs(shared.config.job_timeout_seconds);
+    let limit = std::time::Duration::from_secs(shared.config().job_timeout_seconds);
     for job in shared.inflight.snapshot() {
         if job.aborted || job.started.elapsed() <= limit {
             continue;
@@ -96,7 +96,7 @@ fn kill_overdue(shared: &QueueShared) {
 /// process's worker id: anything still marked running under it is left over
 /// from a previous life (kill -9, power loss) and goes back to the queue.
 pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&str>) {
-    let config = &shared.config;
+    let config = &shared.config();
     let failure_expiry = db::now_ms() + config.failure_ttl_seconds as i64 * 1000;
     match jobs::recover_abandoned(conn, own_prefix, failure_expiry) {
         Ok((0, failed)) if failed.is_empty() => {}
@@ -150,7 +150,7 @@ fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
     if containers.is_empty() {
         return;
     }
-    let own_prefix = format!("{}/", shared.config.worker_id);
+    let own_prefix = format!("{}/", shared.config().worker_id);
     for c in containers {
         let job = c.labels.get(LABEL_JOB).cloned().unwrap_or_default();
         let worker = c.labels.get(LABEL_WORKER).cloned().unwrap_or_default();

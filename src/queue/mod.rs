@@ -2,6 +2,7 @@
 //! and run the pipeline, and the janitor that expires results, renews leases
 //! and recovers what crashed.
 
+pub mod control;
 mod disposition;
 mod inflight;
 pub mod janitor;
@@ -11,7 +12,7 @@ pub use inflight::InFlight;
 pub use janitor::{Janitor, spawn_janitor};
 pub use worker::spawn_workers;
 
-use crate::config::Config;
+use crate::config::{Config, IntoLive, LiveConfig};
 use crate::container::{ContainerInfo, ContainerRuntime, job_label};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
@@ -24,10 +25,13 @@ pub const LEASE: Duration = Duration::from_secs(60);
 pub const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// Attempts for infrastructure failures before a job fails for good.
 pub const MAX_ATTEMPTS: i64 = 4;
+/// Change notices held for the long-poll thread before `job_changed` drops.
+const CHANGE_NOTICES: usize = 1024;
 
 /// Everything the workers and the janitor share.
 pub struct QueueShared {
-    pub config: Arc<Config>,
+    /// The configuration in force; read a snapshot with `config()`.
+    pub live: Arc<LiveConfig>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub inflight: InFlight,
     /// Build outcomes go to the statistics writer through this.
@@ -35,30 +39,53 @@ pub struct QueueShared {
     pub stopping: AtomicBool,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
+    /// Request hashes whose job changed status or phase, for the long-poll
+    /// thread. Bounded, `try_send`: a full channel loses notices, which its
+    /// periodic re-check makes up for.
+    changes_tx: Sender<String>,
+    changes_rx: Receiver<String>,
 }
 
 impl QueueShared {
     pub fn new(
-        config: Arc<Config>,
+        config: impl IntoLive,
         runtime: Arc<dyn ContainerRuntime>,
         stats: crate::stats::Recorder,
     ) -> Arc<QueueShared> {
         // Bounded: a burst of enqueues needs only as many tokens as workers.
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1024);
+        let (changes_tx, changes_rx) = crossbeam_channel::bounded(CHANGE_NOTICES);
         Arc::new(QueueShared {
-            config,
+            live: config.into_live(),
             runtime,
             inflight: InFlight::default(),
             stats,
             stopping: AtomicBool::new(false),
             wake_tx,
             wake_rx,
+            changes_tx,
+            changes_rx,
         })
+    }
+
+    /// The configuration in force now (SIGHUP may replace it).
+    pub fn config(&self) -> Arc<Config> {
+        self.live.get()
     }
 
     /// Tell an idle worker there is work; never blocks.
     pub fn wake(&self) {
         let _ = self.wake_tx.try_send(());
+    }
+
+    /// The job of `hash` changed status or phase; never blocks.
+    pub fn job_changed(&self, hash: &str) {
+        let _ = self.changes_tx.try_send(hash.to_string());
+    }
+
+    /// Where `job_changed` notices arrive (the long-poll thread).
+    pub fn change_receiver(&self) -> Receiver<String> {
+        self.changes_rx.clone()
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -68,7 +95,7 @@ impl QueueShared {
     /// Stop claiming new jobs and wake every idle worker so it notices.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        for _ in 0..self.config.worker_concurrent {
+        for _ in 0..self.config().worker_concurrent {
             let _ = self.wake_tx.try_send(());
         }
     }

@@ -17,10 +17,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub fn spawn_workers(shared: &Arc<QueueShared>) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..shared.config.worker_concurrent)
+    (0..shared.config().worker_concurrent)
         .map(|i| {
             let shared = Arc::clone(shared);
-            let name = format!("{}/{}", shared.config.worker_id, i + 1);
+            let name = format!("{}/{}", shared.config().worker_id, i + 1);
             std::thread::Builder::new()
                 .name(format!("worker-{}", i + 1))
                 .spawn(move || worker_loop(&shared, &name))
@@ -30,7 +30,7 @@ pub fn spawn_workers(shared: &Arc<QueueShared>) -> std::io::Result<Vec<JoinHandl
 
 fn worker_loop(shared: &QueueShared, name: &str) {
     let mut conn = loop {
-        match db::open(&shared.config.database_path) {
+        match db::open(&shared.config().database_path) {
             Ok(c) => break c,
             Err(e) => {
                 log::error!("{name}: {e}; retrying in 5 s");
@@ -41,10 +41,13 @@ fn worker_loop(shared: &QueueShared, name: &str) {
             }
         }
     };
-    let poll = Duration::from_secs(shared.config.worker_poll_seconds.max(1));
+    let poll = Duration::from_secs(shared.config().worker_poll_seconds.max(1));
     while !shared.is_stopping() {
         match jobs::claim(&mut conn, name, LEASE.as_millis() as i64) {
-            Ok(Some(job)) => run_job(shared, &mut conn, name, job),
+            Ok(Some(job)) => {
+                shared.job_changed(&job.request_hash);
+                run_job(shared, &mut conn, name, job)
+            }
             Ok(None) => {
                 let _ = shared.wake_receiver().recv_timeout(poll);
             }
@@ -60,6 +63,9 @@ fn worker_loop(shared: &QueueShared, name: &str) {
 struct DbProgress<'a> {
     conn: &'a Connection,
     job_id: i64,
+    /// Long-polling clients of this hash hear of each phase.
+    shared: &'a QueueShared,
+    hash: &'a str,
 }
 
 impl Progress for DbProgress<'_> {
@@ -71,11 +77,12 @@ impl Progress for DbProgress<'_> {
                 phase.as_str()
             );
         }
+        self.shared.job_changed(self.hash);
     }
 }
 
 fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::JobRow) {
-    let config = &shared.config;
+    let config = &shared.config();
     let failure_expiry = db::now_ms() + (config.failure_ttl_seconds as i64) * 1000;
     let Some(build_job) = build_job(shared, conn, name, &job, failure_expiry) else {
         return;
@@ -142,11 +149,14 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
             failed
         }
     };
-    if let Err(e) = recorded {
-        log::error!(
+    match recorded {
+        Ok(()) => shared.job_changed(&job.request_hash),
+        // Cancelled by an operator while it ran: its end is theirs.
+        Err(e @ DbError::NotRunning { .. }) => log::info!("{name}: {}: {e}", job.request_hash),
+        Err(e) => log::error!(
             "{name}: recording the outcome of {} failed: {e}",
             job.request_hash
-        );
+        ),
     }
 }
 
@@ -159,7 +169,7 @@ fn build_job(
     job: &jobs::JobRow,
     failure_expiry: i64,
 ) -> Option<BuildJob> {
-    let store_path = &shared.config.store_path;
+    let store_path = &shared.config().store_path;
     let request = match job.request() {
         Ok(r) => r,
         Err(e) => {
@@ -220,10 +230,12 @@ fn build(
     let progress = DbProgress {
         conn,
         job_id: job.id,
+        shared,
+        hash: &job.request_hash,
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         builder::run_build(
-            &shared.config,
+            &shared.config(),
             shared.runtime.as_ref(),
             name,
             build_job,

@@ -5,7 +5,7 @@
 
 use super::rollup::{self, Increments};
 use super::{Event, Kind, Msg, Recorder};
-use crate::config::{Branch, Config};
+use crate::config::{Branch, Config, LiveConfig};
 use crate::db::{self, DbError};
 use crate::metrics::Metrics;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -54,7 +54,7 @@ impl Writer {
 
 /// Start the writer thread; the `Recorder` goes to handlers and workers.
 pub fn start_writer(
-    config: Arc<Config>,
+    config: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Writer, Recorder)> {
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
@@ -94,8 +94,8 @@ fn open(config: &Config, rx: &Receiver<Msg>) -> Option<Connection> {
     }
 }
 
-fn run(config: &Config, metrics: &Metrics, rx: &Receiver<Msg>) {
-    let Some(mut conn) = open(config, rx) else {
+fn run(live: &LiveConfig, metrics: &Metrics, rx: &Receiver<Msg>) {
+    let Some(mut conn) = open(&live.get(), rx) else {
         return;
     };
     let mut last_maintenance: Option<(Instant, i64)> = None;
@@ -105,7 +105,7 @@ fn run(config: &Config, metrics: &Metrics, rx: &Receiver<Msg>) {
         let due = last_maintenance
             .is_none_or(|(at, day)| at.elapsed() >= MAINTENANCE_EVERY || day != today);
         if due {
-            maintain(&mut conn, config, db::now_ms());
+            maintain(&mut conn, &live.get(), db::now_ms());
             last_maintenance = Some((Instant::now(), today));
         }
         let first = match rx.recv_timeout(MAINTENANCE_EVERY) {
@@ -139,7 +139,7 @@ fn run(config: &Config, metrics: &Metrics, rx: &Receiver<Msg>) {
             next = rx.recv_deadline(deadline).ok();
         }
         if !batch.is_empty() {
-            commit(&mut conn, config, metrics, &batch);
+            commit(&mut conn, &live.get(), metrics, &batch);
             batch.clear();
         }
         for ack in acks {

@@ -21,7 +21,7 @@ pub use error::UpstreamError;
 pub use profiles::ProfilesIndex;
 pub use versions::{Versions, VersionsFile};
 
-use crate::config::Config;
+use crate::config::{Config, IntoLive, LiveConfig};
 use cache::{Cache, Lifetimes, Policy};
 use http::HttpFetcher;
 use serde_json::{Map, Value};
@@ -80,7 +80,7 @@ pub enum Freshness {
 
 /// Shared by every handler thread (`Send + Sync`).
 pub struct Upstream {
-    config: Arc<Config>,
+    config: Arc<LiveConfig>,
     base: String,
     cache: Cache,
     options: UpstreamOptions,
@@ -96,13 +96,13 @@ fn is_snapshot_path(path: &str) -> bool {
 impl Upstream {
     /// Opens its own connection to `db_path` (already migrated by the
     /// caller) for the persisted cache.
-    pub fn new(config: Arc<Config>, db_path: &Path) -> Result<Upstream, UpstreamError> {
+    pub fn new(config: impl IntoLive, db_path: &Path) -> Result<Upstream, UpstreamError> {
         Upstream::with_options(config, Some(db_path), UpstreamOptions::default())
     }
 
     /// `db_path: None` keeps the cache in memory only.
     pub fn with_options(
-        config: Arc<Config>,
+        config: impl IntoLive,
         db_path: Option<&Path>,
         options: UpstreamOptions,
     ) -> Result<Upstream, UpstreamError> {
@@ -127,7 +127,8 @@ impl Upstream {
             },
         );
         cache.prune(PRUNE_AFTER);
-        let base = config.upstream_url.trim_end_matches('/').to_owned();
+        let config = config.into_live();
+        let base = config.get().upstream_url.trim_end_matches('/').to_owned();
         Ok(Upstream {
             config,
             base,
@@ -136,8 +137,9 @@ impl Upstream {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The configuration in force now (SIGHUP may replace the branches).
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
     }
 
     pub fn options(&self) -> &UpstreamOptions {
@@ -216,7 +218,8 @@ impl Upstream {
                 status: 404,
             });
         }
-        let branches = &self.config.branches;
+        let config = self.config.get();
+        let branches = &config.branches;
         doc.parsed(|body| {
             versions::parse_versions_file(body).map(|file| versions::compute(branches, &file))
         })

@@ -142,6 +142,14 @@ impl Podman {
         self
     }
 
+    /// Whether the network exists, without creating it (`asu-builder
+    /// doctor`; builds use `ensure_network`).
+    pub fn network_exists(&self, name: &str) -> Result<bool, ContainerError> {
+        let what = format!("network {name}");
+        let url = Self::url(&format!("/networks/{}/exists", path_segment(name)));
+        Ok(self.call_drained(&what, self.agent.get(url).call(), &[204, 404])? == 204)
+    }
+
     pub fn socket_path(&self) -> &Path {
         &self.socket
     }
