@@ -6,6 +6,7 @@ pub mod allow_list;
 pub mod api;
 pub mod app;
 pub mod builder;
+pub mod complete;
 pub mod config;
 pub mod container;
 pub mod db;
