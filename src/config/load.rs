@@ -342,6 +342,8 @@ fn apply_key(
         "stats_rollup_retention_days" => {
             config.stats_rollup_retention_days = v.positive(MAX_STATS_DAYS)?
         }
+        "store_gc" => config.store_gc = v.boolean()?,
+        "store_adopt_settle_seconds" => config.store_adopt_settle_seconds = v.ranged(0, 86_400)?,
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),

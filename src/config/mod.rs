@@ -68,6 +68,13 @@ pub struct Config {
     pub stats_retention_days: u64,
     /// Daily statistics rollups older than this are deleted.
     pub stats_rollup_retention_days: u64,
+    /// Delete the store directory of a build this service published when
+    /// its last result expires. Off: store cleanup is the operator's (two
+    /// servers sharing one store).
+    pub store_gc: bool,
+    /// A store directory changed more recently than this is not adopted
+    /// (another server may still be writing or signing it); it is built.
+    pub store_adopt_settle_seconds: u64,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -116,6 +123,8 @@ impl Default for Config {
             build_key_path: None,
             stats_retention_days: 30,
             stats_rollup_retention_days: 730,
+            store_gc: true,
+            store_adopt_settle_seconds: 60,
             branches: default_branches(),
         }
     }

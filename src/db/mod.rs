@@ -4,6 +4,7 @@
 
 pub mod jobs;
 mod migrate;
+pub mod results;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 
