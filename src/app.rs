@@ -102,6 +102,7 @@ pub fn start_with_faults(
         faults,
         metrics,
         stats: recorder,
+        adopter: crate::adopt::Adopter::default(),
     });
     let nofile = descriptors::current_nofile_limit();
     let max_connections =

@@ -1,6 +1,7 @@
 //! asu-builder: the OpenWrt Attended SysUpgrade API with builds on Podman.
 //! See ARCHITECTURE.md for the map of modules and threads.
 
+pub mod adopt;
 pub mod allocator;
 pub mod allow_list;
 pub mod api;
