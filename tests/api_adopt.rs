@@ -261,6 +261,52 @@ fn identical_and_aliased_requests_hash_the_directory_once() {
     assert_eq!(env.container_work(), 0);
 }
 
+#[test]
+fn a_build_signed_after_the_imagebuilder_is_adopted_with_the_served_checksum() {
+    // The reference signs the installable images in place after the build
+    // (fwtool appends a signature chunk; usign and ucert leave files next
+    // to them); profiles.json keeps the ImageBuilder's checksums.
+    let env = start(
+        |_| {},
+        |store| {
+            reference_build(store);
+            let dir = store.join(bin_dir());
+            let image = dir.join(fake_runtime::SYSUPGRADE_IMAGE);
+            let mut data = std::fs::read(&image).unwrap();
+            data.extend(asu_builder::complete::fwtool::signature_chunk(
+                b"ucert chain",
+            ));
+            std::fs::write(&image, data).unwrap();
+            for ext in ["sig", "ucert", "test"] {
+                let name = format!("{}.{ext}", fake_runtime::SYSUPGRADE_IMAGE);
+                std::fs::write(dir.join(name), ext).unwrap();
+            }
+        },
+    );
+    let listed: Value = serde_json::from_slice(
+        &std::fs::read(env.store().join(bin_dir()).join("profiles.json")).unwrap(),
+    )
+    .unwrap();
+    let listed = &listed["profiles"]["testprofile"]["images"][0];
+    let r = http::post_build(&env.app.base, &body());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    let image = &answer["images"][0];
+    assert_eq!(image["name"], fake_runtime::SYSUPGRADE_IMAGE);
+    let file = http::get(&env.app.url(&format!(
+        "/store/{}/{}",
+        bin_dir(),
+        fake_runtime::SYSUPGRADE_IMAGE
+    )));
+    assert_eq!(
+        image["sha256"],
+        fake_runtime::sha256_hex(&file.body).as_str()
+    );
+    assert_ne!(image["sha256"], listed["sha256"]);
+    assert_eq!(image["sha256_unsigned"], listed["sha256_unsigned"]);
+    assert_eq!(env.container_work(), 0);
+}
+
 /// Writes a store that is not quite a complete build of `body()`.
 type Spoiler = Box<dyn Fn(&Path)>;
 

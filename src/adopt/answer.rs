@@ -86,14 +86,30 @@ pub fn answer(
             }
         }
     }
-    let result = result::build_result(
+    let mut result = result::build_result(
         profiles.clone(),
         &request.profile,
         manifest,
         bin_dir,
         &build_packages,
     )?;
+    served_checksums(&mut result, complete);
     Ok(Answer { result, build_cmd })
+}
+
+/// `images[].sha256` of the files as they are served: an image signed
+/// after the ImageBuilder differs from profiles.json's (whose
+/// `sha256_unsigned` stays), as in a fresh build with a build key.
+fn served_checksums(result: &mut Map<String, Value>, complete: &Complete) {
+    let Some(images) = result.get_mut("images").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for image in images.iter_mut().filter_map(Value::as_object_mut) {
+        let name = image.get("name").and_then(Value::as_str).unwrap_or("");
+        if let Some(found) = complete.images.iter().find(|i| i.name == name) {
+            image.insert("sha256".into(), found.sha256.clone().into());
+        }
+    }
 }
 
 /// The `EXTRA_IMAGE_NAME` a build used, read back from its image prefix

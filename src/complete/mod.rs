@@ -14,14 +14,16 @@
 //!   when the request names one) and lists its profile with at least one
 //!   image;
 //! - every image it lists is a regular file here whose SHA-256 is the one
-//!   listed (a missing, short, rewritten or re-signed image fails this);
-//!   `sha256sums`, when present, agrees;
+//!   listed, or which, signed after the ImageBuilder, is the listed image
+//!   plus a signature chunk (`fwtool`); a missing, short or otherwise
+//!   rewritten image fails this; `sha256sums`, when present, agrees;
 //! - the manifest is there;
 //! - nothing changed while it was read (a directory being written).
 //!
 //! Cost: one directory listing, bounded reads of the three small files, and
 //! one streamed hash of each listed image.
 
+pub mod fwtool;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -53,10 +55,20 @@ pub struct Expect<'a> {
     pub profile: &'a str,
 }
 
+/// A verified image: its name and the SHA-256 of the file as served
+/// (profiles.json's, unless the image was signed afterwards).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
     pub name: String,
     pub sha256: String,
+}
+
+/// An image as profiles.json lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Listed {
+    name: String,
+    sha256: String,
+    sha256_unsigned: Option<String>,
 }
 
 /// A complete, consistent build.
@@ -172,11 +184,20 @@ fn inspect(dir: &Path, expect: &Expect<'_>, seen: &mut Seen) -> Result<Inspected
         }
     }
     let manifest_name = manifest_name(entry, &listing).ok_or(Incomplete::NoManifest)?;
+    let mut images = Vec::with_capacity(listed.len());
     for image in &listed {
-        let (sum, _) = read::hash_file(dir, &listing, &image.name, seen)?;
-        if sum != image.sha256 {
+        let hashes = read::hash_image(dir, &listing, &image.name, seen)?;
+        let resigned = hashes
+            .unsigned
+            .as_ref()
+            .is_some_and(|u| *u == image.sha256 || image.sha256_unsigned.as_ref() == Some(u));
+        if hashes.file != image.sha256 && !resigned {
             return Err(Incomplete::Checksum(image.name.clone()));
         }
+        images.push(Image {
+            name: image.name.clone(),
+            sha256: hashes.file,
+        });
     }
     let manifest = read_bounded(dir, &listing, &manifest_name, MAX_TEXT_FILE, seen)?
         .ok_or(Incomplete::NoManifest)?;
@@ -184,7 +205,7 @@ fn inspect(dir: &Path, expect: &Expect<'_>, seen: &mut Seen) -> Result<Inspected
     Ok((
         profiles,
         String::from_utf8_lossy(&manifest).into_owned(),
-        listed,
+        images,
     ))
 }
 
@@ -211,7 +232,7 @@ fn identify<'a>(
 }
 
 /// Every image the profile lists, with a plain name and a SHA-256.
-fn listed_images(entry: &Map<String, Value>) -> Result<Vec<Image>, Incomplete> {
+fn listed_images(entry: &Map<String, Value>) -> Result<Vec<Listed>, Incomplete> {
     let images = entry
         .get("images")
         .and_then(Value::as_array)
@@ -236,9 +257,15 @@ fn listed_images(entry: &Map<String, Value>) -> Result<Vec<Image>, Incomplete> {
                 .and_then(Value::as_str)
                 .filter(|s| is_sha256(s))
                 .ok_or_else(|| Incomplete::BadImageEntry(format!("image {name} has no sha256")))?;
-            Ok(Image {
+            let unsigned = img
+                .get("sha256_unsigned")
+                .and_then(Value::as_str)
+                .filter(|s| is_sha256(s))
+                .map(str::to_ascii_lowercase);
+            Ok(Listed {
                 name: name.to_owned(),
                 sha256: sha256.to_ascii_lowercase(),
+                sha256_unsigned: unsigned,
             })
         })
         .collect()

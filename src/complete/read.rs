@@ -2,7 +2,7 @@
 //! and streamed hashes that notice a file changing underneath, and the
 //! stamps that tell later whether anything changed since.
 
-use super::{Incomplete, MAX_ENTRIES};
+use super::{Incomplete, MAX_ENTRIES, fwtool};
 use std::collections::BTreeMap;
 use std::fs::{File, FileType, Metadata};
 use std::io::Read;
@@ -180,20 +180,63 @@ pub(super) fn read_bounded(
     Ok(Some(data))
 }
 
-/// SHA-256 and length of a listed image.
-pub(super) fn hash_file(
+/// What an image hashes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Hashes {
+    /// The whole file, as served.
+    pub(super) file: String,
+    /// The file without the fwtool signature chunk that ends it, if one does.
+    pub(super) unsigned: Option<String>,
+}
+
+/// SHA-256 of a listed image, and of the image without its signature
+/// chunk, in one streamed pass.
+pub(super) fn hash_image(
     dir: &Path,
     listing: &Listing,
     name: &str,
     seen: &mut Seen,
-) -> Result<(String, u64), Incomplete> {
+) -> Result<Hashes, Incomplete> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::FileExt;
     let (mut file, stamp) = listing
         .open(dir, name)?
         .ok_or_else(|| Incomplete::ImageMissing(name.into()))?;
     seen.files.push((name.to_owned(), stamp));
-    let (sum, len) = crate::store::sha256_of(&mut file)
-        .map_err(|e| Incomplete::Unreadable(name.into(), e.to_string()))?;
+    let unreadable = |e: std::io::Error| Incomplete::Unreadable(name.into(), e.to_string());
+    let mut trailer = [0u8; fwtool::TRAILER_LEN as usize];
+    let chunk = if stamp.len >= fwtool::TRAILER_LEN {
+        file.read_exact_at(&mut trailer, stamp.len - fwtool::TRAILER_LEN)
+            .map_err(unreadable)?;
+        fwtool::signature_chunk_len(&trailer, stamp.len)
+    } else {
+        None
+    };
+    let split = chunk.map(|c| stamp.len - c);
+    let mut hasher = Sha256::new();
+    let mut unsigned = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        // Stop reads at the split, to take the unsigned digest there.
+        let want = match split {
+            Some(at) if len < at => buf.len().min((at - len) as usize),
+            _ => buf.len(),
+        };
+        if split == Some(len) && unsigned.is_none() {
+            unsigned = Some(crate::hash::hex(&hasher.clone().finalize()));
+        }
+        let n = file.read(&mut buf[..want]).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
     seen.hashed_bytes += len;
     same_after(&file, name, stamp, len)?;
-    Ok((sum, len))
+    Ok(Hashes {
+        file: crate::hash::hex(&hasher.finalize()),
+        unsigned,
+    })
 }

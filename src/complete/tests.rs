@@ -269,3 +269,45 @@ fn a_replacement_names_the_first_differing_image() {
         Some("c".into())
     );
 }
+
+#[test]
+fn an_image_signed_after_the_imagebuilder_is_the_listed_one() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = build_dir(root.path());
+    let original = std::fs::read(dir.join(IMAGE)).unwrap();
+    let with_chunk = |sig: &[u8]| [original.clone(), fwtool::signature_chunk(sig)].concat();
+
+    // Signed by the server: the listed image plus a signature chunk.
+    let signed = with_chunk(b"server signature");
+    std::fs::write(dir.join(IMAGE), &signed).unwrap();
+    let c = check(&dir, &expect()).unwrap();
+    assert_eq!(
+        c.images[0].sha256,
+        sha(&signed),
+        "the served file's checksum"
+    );
+
+    // Signed by the ImageBuilder (sha256 covers its chunk, sha256_unsigned
+    // does not), then re-signed by the server: the chunk was replaced.
+    std::fs::remove_file(dir.join("sha256sums")).unwrap();
+    let by_imagebuilder = with_chunk(b"imagebuilder signature");
+    edit_profiles(&dir, |v| {
+        v["profiles"]["p"]["images"][0]["sha256"] = json!(sha(&by_imagebuilder));
+        v["profiles"]["p"]["images"][0]["sha256_unsigned"] = json!(sha(&original));
+    });
+    let resigned = with_chunk(b"server signature, longer than the other one");
+    std::fs::write(dir.join(IMAGE), &resigned).unwrap();
+    assert_eq!(
+        check(&dir, &expect()).unwrap().images[0].sha256,
+        sha(&resigned)
+    );
+    // Between fwtool's steps the image is the unsigned one: not listed.
+    std::fs::write(dir.join(IMAGE), &original).unwrap();
+    assert_eq!(refusal(&dir, &expect()), Incomplete::Checksum(IMAGE.into()));
+
+    // Anything else appended is not a signature.
+    let mut garbage = original.clone();
+    garbage.extend_from_slice(&[0x5a; 40]);
+    std::fs::write(dir.join(IMAGE), &garbage).unwrap();
+    assert_eq!(refusal(&dir, &expect()), Incomplete::Checksum(IMAGE.into()));
+}
