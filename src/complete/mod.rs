@@ -128,7 +128,7 @@ impl fmt::Display for Incomplete {
             Incomplete::NotAFile(n) => write!(f, "{n} is not a regular file"),
             Incomplete::Checksum(n) => write!(
                 f,
-                "image {n} does not have the sha256 profiles.json lists (short, rewritten or signed afterwards)"
+                "image {n} does not have the sha256 profiles.json lists (short or rewritten)"
             ),
             Incomplete::SumsDisagree(n) => {
                 write!(f, "sha256sums and profiles.json disagree about {n}")
