@@ -13,8 +13,40 @@ use common::reference_store;
 use common::testapp::{self, TestApp};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Log records of this test binary, for the lines an operator reads.
+struct Capture(Mutex<Vec<(log::Level, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            let line = r.args().to_string();
+            self.0.lock().unwrap().push((r.level(), line));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOG: Capture = Capture(Mutex::new(Vec::new()));
+
+/// Records logged so far that mention `needle`.
+fn logged(needle: &str) -> Vec<(log::Level, String)> {
+    if log::set_logger(&LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    LOG.0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l.contains(needle))
+        .cloned()
+        .collect()
+}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -422,6 +454,58 @@ fn a_directory_changed_within_the_settle_time_is_not_adopted() {
     assert_eq!(env.runtime.created().len(), 1);
     // Not even hashed: the directory's own change time was enough.
     assert_eq!(env.metric("asu_store_adoption_hashed_bytes_total"), 0.0);
+}
+
+#[test]
+fn a_rebuild_over_another_complete_build_warns_naming_the_bin_dir() {
+    logged("");
+    // Another server's build of this request, with other bytes, so fresh
+    // that it is not adopted: the rebuild replaces it.
+    let body = json!({
+        "version": "1.2.3", "target": "testtarget/testsubtarget",
+        "profile": "testprofile", "packages": ["vim", "htop"],
+    })
+    .to_string();
+    let bin_dir = reference_store::bin_dir_of(&body);
+    let env = start(
+        |c| c.store_adopt_settle_seconds = 3600,
+        |s| {
+            reference_store::write(
+                s,
+                &bin_dir,
+                fake_runtime::PROFILE,
+                &["vim", "htop", "other"],
+            );
+        },
+    );
+    let r = http::post_build(&env.app.base, &body);
+    assert_eq!(r.status, 202, "{}", r.text());
+    let done = http::wait_final(
+        &env.app.base,
+        &http::request_hash(&r),
+        Duration::from_secs(30),
+    );
+    assert_eq!(done.status, 200);
+    let warnings: Vec<String> = logged(&format!("store/{bin_dir}"))
+        .into_iter()
+        .filter(|(level, line)| *level == log::Level::Warn && line.contains("different bytes"))
+        .map(|(_, line)| line)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", logged(&bin_dir));
+    assert!(
+        warnings[0].contains(fake_runtime::SYSUPGRADE_IMAGE),
+        "{}",
+        warnings[0]
+    );
+    let image = &done.json()["images"][0];
+    let file = http::get(&env.app.url(&format!(
+        "/store/{bin_dir}/{}",
+        image["name"].as_str().unwrap()
+    )));
+    assert_eq!(
+        image["sha256"],
+        fake_runtime::sha256_hex(&file.body).as_str()
+    );
 }
 
 #[test]
