@@ -75,9 +75,3 @@ pub fn record_adoption(conn: &mut Connection, a: &Adoption<'_>) -> Result<AdoptO
     tx.commit()?;
     Ok(AdoptOutcome::Recorded)
 }
-
-/// Whether this service published `bin_dir` itself (and may delete it).
-pub fn is_published_here(conn: &Connection, bin_dir: &str) -> Result<bool, DbError> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM store_published WHERE bin_dir = ?1")?;
-    Ok(stmt.exists(params![bin_dir])?)
-}
