@@ -105,6 +105,7 @@ pub fn start_with_faults(
         branch_docs: Default::default(),
         metrics,
         stats: recorder,
+        adopter: crate::adopt::Adopter::default(),
     });
     let nofile = descriptors::current_nofile_limit();
     let max_connections =

@@ -1,12 +1,14 @@
 //! asu-builder: the OpenWrt Attended SysUpgrade API with builds on Podman.
 //! See ARCHITECTURE.md for the map of modules and threads.
 
+pub mod adopt;
 pub mod allocator;
 pub mod allow_list;
 pub mod api;
 pub mod app;
 pub mod builder;
 pub mod cli;
+pub mod complete;
 pub mod config;
 pub mod container;
 pub mod db;

@@ -123,6 +123,12 @@ pub struct Metrics {
     responses: Vec<AtomicU64>,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    /// Build requests answered from a complete build found in the store.
+    adopted: AtomicU64,
+    /// Store directories checked for adoption and found wanting.
+    adoption_refused: AtomicU64,
+    /// Image bytes hashed to verify store directories.
+    adoption_hashed_bytes: AtomicU64,
     rejected: [AtomicU64; REJECT_STATUSES.len() + 1],
     successes: AtomicU64,
     failures: AtomicU64,
@@ -145,6 +151,9 @@ impl Default for Metrics {
                 .collect(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            adopted: AtomicU64::new(0),
+            adoption_refused: AtomicU64::new(0),
+            adoption_hashed_bytes: AtomicU64::new(0),
             rejected: Default::default(),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -210,6 +219,28 @@ impl Metrics {
 
     pub fn cache_miss(&self) {
         bump(&self.cache_misses);
+    }
+
+    pub fn adopted(&self) {
+        bump(&self.adopted);
+    }
+
+    /// One store directory verified for adoption: `hashed` image bytes
+    /// read, and whether it was found wanting.
+    pub fn adoption_checked(&self, hashed: u64, refused: bool) {
+        self.adoption_hashed_bytes
+            .fetch_add(hashed, Ordering::Relaxed);
+        if refused {
+            bump(&self.adoption_refused);
+        }
+    }
+
+    pub fn adopted_builds(&self) -> u64 {
+        read(&self.adopted)
+    }
+
+    pub fn adoption_hashed_bytes(&self) -> u64 {
+        read(&self.adoption_hashed_bytes)
     }
 
     pub fn rejected(&self, status: u16) {
@@ -306,6 +337,27 @@ impl Metrics {
             "counter",
             "Build requests that queued a new build.",
             read(&self.cache_misses).to_string(),
+        );
+        simple(
+            &mut out,
+            "asu_builds_adopted_total",
+            "counter",
+            "Build requests answered from a complete build found in the store.",
+            read(&self.adopted).to_string(),
+        );
+        simple(
+            &mut out,
+            "asu_store_adoption_refused_total",
+            "counter",
+            "Store directories found for a request but incomplete or inconsistent (built as usual).",
+            read(&self.adoption_refused).to_string(),
+        );
+        simple(
+            &mut out,
+            "asu_store_adoption_hashed_bytes_total",
+            "counter",
+            "Image bytes hashed to verify store directories before adopting them.",
+            read(&self.adoption_hashed_bytes).to_string(),
         );
         let _ = writeln!(
             out,

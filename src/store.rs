@@ -9,7 +9,8 @@
 //!   same `bin_dir` (an alias and its canonical profile) replace each other
 //!   whole instead of interleaving files. It is never served.
 
-use std::io;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Directory under the store root that holds builds in progress.
@@ -80,6 +81,38 @@ pub fn remove_build(store: &Path, bin_dir: &str) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => log::warn!("could not remove {}: {e}", path.display()),
     }
+}
+
+/// Whether `name` may name a file inside a build directory: one plain
+/// component, nothing that could point outside it.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+/// SHA-256 of a file as lowercase hex, streamed.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    sha256_of(&mut std::fs::File::open(path)?).map(|(sum, _)| sum)
+}
+
+/// SHA-256 (lowercase hex) and length of everything `reader` yields.
+pub fn sha256_of(reader: &mut impl Read) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hex, len))
 }
 
 /// Remove a staging directory; a missing one is fine.

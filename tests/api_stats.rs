@@ -369,6 +369,7 @@ fn stats_endpoints_answer_with_their_shapes_and_defaults() {
         "workers_busy",
         "completed_24h",
         "failed_24h",
+        "adopted_24h",
     ] {
         assert!(s.get(key).is_some(), "{key}: {s}");
     }

@@ -35,7 +35,8 @@ fn migrations_create_the_tables_in_wal_and_run_once() {
             "stats_hourly",
             "stats_packages_daily",
             "stats_packages_recent",
-            "stats_state"
+            "stats_state",
+            "store_published"
         ]
     );
     conn.execute(
@@ -85,4 +86,44 @@ fn unwritable_location_is_an_error_not_a_panic() {
     // A path below a regular file cannot be created.
     let err = db::open_and_migrate(&file.join("builder.db")).unwrap_err();
     assert!(err.to_string().contains("cannot create directory"), "{err}");
+}
+
+/// A database from before store adoption: its results were all built (and
+/// published) here, so their directories stay ours to delete on expiry.
+#[test]
+fn upgrading_marks_existing_results_as_published_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("builder.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (version, sql) in db::MIGRATIONS.iter().filter(|(v, _)| *v <= 2) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO build_requests (request_hash, request_json, bin_dir, version, target, \
+                profile, diff_packages, client, created_at) \
+                VALUES ('h1', '{}', 'b1', '1', 't/s', 'p', 0, 'c', 1); \
+             INSERT INTO build_results (request_hash, bin_dir, result_json, build_duration, \
+                finished_at, expires_at) VALUES ('h1', 'b1', '{}', 1.0, 5, 10);",
+        )
+        .unwrap();
+    }
+    let conn = db::open_and_migrate(&path).unwrap();
+    let published: Vec<(String, i64)> = conn
+        .prepare("SELECT bin_dir, published_at FROM store_published")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(published, [("b1".to_string(), 5)]);
+    let adopted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM pragma_table_info('stats_daily') WHERE name = 'adopted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(adopted, 1);
 }

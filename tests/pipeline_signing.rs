@@ -62,9 +62,15 @@ fn images_are_signed_and_checksums_match_the_stored_files() {
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(s.result["images"][0]["sha256"], sum.as_str());
+    // sha256_unsigned stays the ImageBuilder's: the image before signing.
+    let unsigned = &stored[..stored.len() - fake_runtime::FAKE_SIGNATURE.len()];
     assert_eq!(
         s.result["images"][0]["sha256_unsigned"],
-        "0".repeat(64).as_str()
+        fake_runtime::sha256_hex(unsigned).as_str()
+    );
+    assert_ne!(
+        s.result["images"][0]["sha256"],
+        s.result["images"][0]["sha256_unsigned"]
     );
 
     // The key went to the container, outside BIN_DIR, and signing ran as root.

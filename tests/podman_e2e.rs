@@ -99,6 +99,7 @@ fn sysupgrade(result: &Value) -> Value {
 fn a_build_downloads_with_matching_checksum_and_carries_the_defaults() {
     let env = start(|_| {});
     let base = &env.app.base;
+    let posted = chrono::Utc::now();
     let hash = http::request_hash(&http::post_build(
         base,
         &body(json!({"packages": ["vim"], "defaults": "echo hello-from-asu\n"})),
@@ -107,6 +108,29 @@ fn a_build_downloads_with_matching_checksum_and_carries_the_defaults() {
     assert_eq!(done.status, 200, "{}", done.text());
     let result = done.json();
     assert_eq!(result["detail"], "done");
+    // The spec's fields after the reference's keys: seconds the build took
+    // and when it finished, RFC 3339 in UTC.
+    let duration = result["build_duration"]
+        .as_f64()
+        .expect("build_duration is a number");
+    assert!(duration > 0.0, "{duration}");
+    let finished = result["finished_at"].as_str().unwrap();
+    assert!(finished.ends_with('Z'), "{finished}");
+    let finished = chrono::DateTime::parse_from_rfc3339(finished).unwrap();
+    assert!(
+        finished.timestamp() >= posted.timestamp() && finished <= chrono::Utc::now(),
+        "{finished}"
+    );
+    let keys: Vec<&str> = result
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys[keys.len() - 3..],
+        ["request_hash", "build_duration", "finished_at"]
+    );
     assert!(
         result["manifest"]["vim"].is_string(),
         "{}",

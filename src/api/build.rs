@@ -7,6 +7,7 @@
 use super::AppState;
 use super::request::Request;
 use super::response::Response;
+use crate::adopt;
 use crate::db::{self, DbError, jobs};
 use crate::hash::request_hash;
 use crate::models::{
@@ -215,8 +216,9 @@ pub fn post_build(state: &AppState, conn: &mut Connection, req: &Request) -> Res
     enqueue(state, conn, &build, stat)
 }
 
-/// A request nothing is known about: validate it (400), then queue it
-/// (529 when the queue is full) and answer like a poll would.
+/// A request nothing is known about: validate it (400), answer it from a
+/// complete build already in the store, else queue it (529 when the queue
+/// is full) and answer like a poll would.
 fn enqueue(
     state: &AppState,
     conn: &mut Connection,
@@ -232,6 +234,9 @@ fn enqueue(
         return Response::from(&e);
     }
     let bin_dir = request_hash(&validated);
+    if let Some(r) = adopt_from_store(state, conn, &validated, &bin_dir, &stat) {
+        return r;
+    }
     let enqueued_at = queue::iso_now();
     let new_job = jobs::NewJob {
         request_hash: hash,
@@ -280,6 +285,38 @@ fn enqueue(
         }
     };
     render_job(conn, &job).unwrap_or_else(db_unavailable)
+}
+
+/// A complete build of the request already in `store/<bin_dir>/` (the
+/// reference server's, or ours from before the database was reset) is
+/// answered at once instead of rebuilt (`adopt`).
+fn adopt_from_store(
+    state: &AppState,
+    conn: &mut Connection,
+    validated: &BuildRequest,
+    bin_dir: &str,
+    stat: &BuildInfo,
+) -> Option<Response> {
+    let candidate = adopt::Candidate {
+        request_hash: &stat.request_hash,
+        request: validated,
+        bin_dir,
+        client: &stat.client,
+    };
+    match state
+        .adopter
+        .adopt(&state.config(), &state.metrics, conn, &candidate)
+    {
+        adopt::Outcome::Adopted(body) => {
+            state.stats.adopted(stat.clone());
+            Some(render_result(body))
+        }
+        adopt::Outcome::AlreadyBuilt => {
+            state.stats.cache_hit(stat.clone());
+            Some(get_build(state, conn, &stat.request_hash))
+        }
+        adopt::Outcome::NotAdopted => None,
+    }
 }
 
 /// The requested packages that are neither default nor profile packages,

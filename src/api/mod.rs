@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Statistics events go to the writer thread through this.
     pub stats: crate::stats::Recorder,
+    /// Complete builds found in the store are answered through this.
+    pub adopter: crate::adopt::Adopter,
 }
 
 impl AppState {

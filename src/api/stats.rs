@@ -175,6 +175,7 @@ pub fn queue_stats(state: &AppState, conn: &Connection) -> Response {
             "workers_busy": state.queue.inflight.len(),
             "completed_24h": day.successes,
             "failed_24h": day.failures,
+            "adopted_24h": day.adopted,
         }))
     };
     match read() {

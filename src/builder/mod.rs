@@ -11,6 +11,7 @@
 //! - `repos`: repository files, allow list, keys, defaults script
 //! - `result`: profiles.json → stored result, image checksums
 //! - `sign`: optional image signing with a build key
+//! - `replace`: the warning when a build replaces another complete build
 //! - `pipeline`: `run_build` itself
 
 pub mod changes;
@@ -18,6 +19,7 @@ mod commands;
 pub mod info;
 pub mod packages;
 mod pipeline;
+mod replace;
 
 pub use pipeline::run_build;
 pub mod repos;

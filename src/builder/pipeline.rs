@@ -203,6 +203,7 @@ impl<'a> Build<'a> {
         let built = built?;
 
         let result = self.result(built)?;
+        super::replace::warn_if_replacing(job, &result);
         store::publish(&job.staging_dir, &job.store_dir).map_err(|e| {
             self.fail(
                 FailureKind::Retryable,

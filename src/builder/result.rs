@@ -1,9 +1,12 @@
-//! The stored build result, made from the ImageBuilder's profiles.json.
+//! The stored build result, made from the ImageBuilder's profiles.json,
+//! and the finished-build answer around it.
 
+use crate::models::{BuildRequest, Phase};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
+use std::time::Duration;
+
+pub use crate::store::{file_sha256, is_plain_file_name};
 
 /// Image types a device can install (the reference signs exactly these).
 pub const INSTALLABLE_TYPES: [&str; 5] = [
@@ -59,10 +62,6 @@ pub fn installable_images(profile: &Map<String, Value>) -> Vec<String> {
         .collect()
 }
 
-pub fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
-}
-
 /// Result map in the reference's key order: profiles.json top level (minus
 /// `profiles`), `manifest`, the profile's keys, `id`, `bin_dir`,
 /// `build_cmd_packages`, `build_at`, `detail`. `Err` carries the
@@ -101,21 +100,6 @@ pub fn build_result(
     Ok(profiles_json)
 }
 
-/// SHA-256 of a file, streamed.
-pub fn file_sha256(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(crate::hash::hex(&hasher.finalize()))
-}
-
 /// Set every listed image's `sha256` to the hash of the file actually in
 /// `store_dir`, so clients that verify downloads succeed even after
 /// signing changed the file. `sha256_unsigned` is left as the ImageBuilder
@@ -147,6 +131,60 @@ pub fn refresh_checksums(result: &mut Map<String, Value>, store_dir: &Path) -> u
         }
     }
     count
+}
+
+/// What the finished-build answer is made of (a build's or an adoption's).
+pub struct Done<'a> {
+    /// The validated request, echoed as `request`.
+    pub request: &'a BuildRequest,
+    pub stdout: &'a str,
+    pub stderr: &'a str,
+    pub build_cmd: &'a [String],
+    /// `build_result`'s map.
+    pub result: &'a Map<String, Value>,
+    pub enqueued_at: &'a str,
+    pub request_hash: &'a str,
+    /// Wall time this server spent producing the result.
+    pub duration: Duration,
+    /// When it was produced (RFC 3339, UTC).
+    pub finished_at: &'a str,
+}
+
+/// The 200 body, keyed in the order the reference builds it: job meta,
+/// status, the build's return value, then `enqueued_at` and `request_hash`;
+/// after them the two keys the reference lacks, `build_duration` (seconds,
+/// a number) and `finished_at` (RFC 3339, UTC). Clients that do not know
+/// them ignore them; nothing else of the reference's shape changes.
+pub fn done_body(d: &Done<'_>) -> Value {
+    let mut body = Map::new();
+    body.insert("detail".into(), "done".into());
+    body.insert("imagebuilder_status".into(), Phase::Done.as_str().into());
+    body.insert(
+        "request".into(),
+        serde_json::to_value(d.request).unwrap_or(Value::Null),
+    );
+    body.insert("stdout".into(), d.stdout.into());
+    body.insert("stderr".into(), d.stderr.into());
+    body.insert("build_cmd".into(), Value::from(d.build_cmd.to_vec()));
+    body.insert("status".into(), 200.into());
+    for (k, v) in d.result {
+        body.insert(k.clone(), v.clone());
+    }
+    body.insert("enqueued_at".into(), d.enqueued_at.into());
+    body.insert("request_hash".into(), d.request_hash.into());
+    body.insert("build_duration".into(), duration_seconds(d.duration).into());
+    body.insert("finished_at".into(), d.finished_at.into());
+    Value::Object(body)
+}
+
+/// Seconds with millisecond resolution, as a JSON number.
+pub fn duration_seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// `finished_at` for a result produced now: RFC 3339, UTC, whole seconds.
+pub fn finished_at_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -222,6 +260,56 @@ mod tests {
         assert_eq!(result["build_at"], "2024-09-23T12:34:46.000000Z");
         assert_eq!(result["detail"], "done");
         assert_eq!(result["manifest"]["busybox"], "1.36.1-1");
+    }
+
+    #[test]
+    fn the_done_body_keeps_the_reference_keys_then_adds_two() {
+        let request = BuildRequest {
+            version: "1.2.3".into(),
+            ..BuildRequest::default()
+        };
+        let result = json!({"id": "p", "bin_dir": "abc", "detail": "done"});
+        let body = done_body(&Done {
+            request: &request,
+            stdout: "out",
+            stderr: "",
+            build_cmd: &["make".to_string(), "image".to_string()],
+            result: result.as_object().unwrap(),
+            enqueued_at: "2024-01-01T00:00:00.000000Z",
+            request_hash: "h",
+            duration: Duration::from_micros(12_345_678),
+            finished_at: "2024-01-01T00:00:13Z",
+        });
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "detail",
+                "imagebuilder_status",
+                "request",
+                "stdout",
+                "stderr",
+                "build_cmd",
+                "status",
+                "id",
+                "bin_dir",
+                "enqueued_at",
+                "request_hash",
+                "build_duration",
+                "finished_at"
+            ]
+        );
+        assert_eq!(body["build_duration"], json!(12.346));
+        assert_eq!(body["request"]["version"], "1.2.3");
+        assert_eq!(body["status"], 200);
+        let at = finished_at_now();
+        assert!(chrono::DateTime::parse_from_rfc3339(&at).is_ok(), "{at}");
+        assert!(at.ends_with('Z'), "{at}");
     }
 
     #[test]

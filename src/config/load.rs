@@ -354,6 +354,8 @@ fn apply_key(
         "long_poll_max_waiters" => {
             config.long_poll_max_waiters = v.size(0, MAX_LONG_POLL_WAITERS)?
         }
+        "store_gc" => config.store_gc = v.boolean()?,
+        "store_adopt_settle_seconds" => config.store_adopt_settle_seconds = v.ranged(0, 86_400)?,
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),

@@ -76,6 +76,13 @@ pub struct Config {
     /// Long-polling clients (`?wait=N`) held at once; beyond it a poll is
     /// answered at once. 0 turns long-polling off.
     pub long_poll_max_waiters: usize,
+    /// Delete the store directory of a build this service published when
+    /// its last result expires. Off: store cleanup is the operator's (two
+    /// servers sharing one store).
+    pub store_gc: bool,
+    /// A store directory changed more recently than this is not adopted
+    /// (another server may still be writing or signing it); it is built.
+    pub store_adopt_settle_seconds: u64,
     /// Branch name → branch settings. Ordered by name for stable output;
     /// version ordering is computed where it matters (overview `latest`).
     pub branches: BTreeMap<String, Branch>,
@@ -126,6 +133,8 @@ impl Default for Config {
             stats_rollup_retention_days: 730,
             admin_token: None,
             long_poll_max_waiters: 256,
+            store_gc: true,
+            store_adopt_settle_seconds: 60,
             branches: default_branches(),
         }
     }

@@ -234,22 +234,13 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
     if pending > job.max_pending as i64 {
         return Ok(EnqueueOutcome::Overloaded(pending));
     }
-    tx.execute(
-        "INSERT INTO build_requests (request_hash, request_json, bin_dir, version, target, profile, \
-            diff_packages, client, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-         ON CONFLICT (request_hash) DO UPDATE SET request_json = excluded.request_json, \
-            bin_dir = excluded.bin_dir, client = excluded.client",
-        params![
-            job.request_hash,
-            serde_json::to_string(job.request).map_err(DbError::Encode)?,
-            job.bin_dir,
-            job.request.version,
-            job.request.target,
-            job.request.profile,
-            job.request.diff_packages,
-            job.client,
-            now
-        ],
+    save_request(
+        &tx,
+        job.request_hash,
+        job.request,
+        job.bin_dir,
+        job.client,
+        now,
     )?;
     tx.prepare_cached(status_sql!(
         "INSERT INTO build_jobs (request_hash, status, imagebuilder_status, max_attempts, \
@@ -266,6 +257,35 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
     let row = job_by_id(&tx, id)?.ok_or(DbError::Sql(rusqlite::Error::QueryReturnedNoRows))?;
     tx.commit()?;
     Ok(EnqueueOutcome::Created(row))
+}
+
+/// Store (or refresh) the validated request a job or result is for.
+pub(super) fn save_request(
+    conn: &Connection,
+    request_hash: &str,
+    request: &BuildRequest,
+    bin_dir: &str,
+    client: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO build_requests (request_hash, request_json, bin_dir, version, target, profile, \
+            diff_packages, client, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         ON CONFLICT (request_hash) DO UPDATE SET request_json = excluded.request_json, \
+            bin_dir = excluded.bin_dir, client = excluded.client",
+    )?
+    .execute(params![
+        request_hash,
+        serde_json::to_string(request).map_err(DbError::Encode)?,
+        bin_dir,
+        request.version,
+        request.target,
+        request.profile,
+        request.diff_packages,
+        client,
+        now
+    ])?;
+    Ok(())
 }
 
 /// Atomically take the oldest claimable job and lease it to `worker`.
@@ -362,6 +382,12 @@ pub fn complete(conn: &mut Connection, c: &Completion<'_>) -> Result<(), DbError
         now,
         c.expires_at
     ])?;
+    // The worker renamed this directory into place: ours to delete later.
+    tx.prepare_cached(
+        "INSERT INTO store_published (bin_dir, published_at) VALUES (?1, ?2) \
+         ON CONFLICT (bin_dir) DO UPDATE SET published_at = excluded.published_at",
+    )?
+    .execute(params![c.bin_dir, now])?;
     tx.commit()?;
     Ok(())
 }
@@ -463,18 +489,27 @@ pub fn recover_abandoned(
     Ok((requeued, failed))
 }
 
-/// Delete expired results and failures; returns store directories that no
-/// live result references any more (the caller removes them from disk).
+/// Delete expired results and failures; returns the store directories this
+/// service published that no live result references any more (the caller
+/// removes them from disk, or leaves them to the operator). Directories it
+/// adopted are never returned: another server may still serve them.
 pub fn delete_expired(conn: &mut Connection, now: i64) -> Result<Vec<String>, DbError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let bin_dirs: Vec<String> = {
         let mut stmt = tx.prepare(
             "SELECT DISTINCT bin_dir FROM build_results WHERE expires_at <= ?1 \
-             AND bin_dir NOT IN (SELECT bin_dir FROM build_results WHERE expires_at > ?1)",
+             AND bin_dir NOT IN (SELECT bin_dir FROM build_results WHERE expires_at > ?1) \
+             AND bin_dir IN (SELECT bin_dir FROM store_published)",
         )?;
         stmt.query_map(params![now], |r| r.get(0))?
             .collect::<Result<_, _>>()?
     };
+    for dir in &bin_dirs {
+        tx.execute(
+            "DELETE FROM store_published WHERE bin_dir = ?1",
+            params![dir],
+        )?;
+    }
     tx.execute(
         "DELETE FROM build_results WHERE expires_at <= ?1",
         params![now],

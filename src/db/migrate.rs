@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/001_initial_schema.sql")),
     (2, include_str!("../../migrations/002_statistics.sql")),
     (3, include_str!("../../migrations/003_cancelled_jobs.sql")),
+    (4, include_str!("../../migrations/004_store_adoption.sql")),
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -5,6 +5,7 @@
 pub mod control;
 pub mod jobs;
 mod migrate;
+pub mod results;
 
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 

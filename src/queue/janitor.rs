@@ -1,5 +1,6 @@
 //! The janitor thread: renews leases of running builds, expires results and
-//! failures (rows and store directories), requeues jobs whose worker died,
+//! failures (rows, and the store directories this service published, unless
+//! `store_gc` is off), requeues jobs whose worker died,
 //! and removes containers labelled as ours that no running job owns.
 
 use super::{LEASE, LEASE_RENEW, QueueShared, Stop, stop_container, stop_job_containers};
@@ -112,10 +113,17 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
         }
         Err(e) => log::warn!("janitor: recovering abandoned jobs failed: {e}"),
     }
+    // Only directories this service published come back; with store_gc
+    // off they stay for the operator (a store shared with another server).
     match jobs::delete_expired(conn, db::now_ms()) {
-        Ok(dirs) => {
+        Ok(dirs) if config.store_gc => {
             for dir in dirs {
                 store::remove_build(&config.store_path, &dir);
+            }
+        }
+        Ok(dirs) => {
+            for dir in dirs {
+                log::debug!("store_gc is off: keeping expired store directory {dir}");
             }
         }
         Err(e) => log::warn!("janitor: expiring results failed: {e}"),

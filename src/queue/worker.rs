@@ -11,7 +11,7 @@ use crate::models::{BuildRequest, Phase};
 use crate::stats::BuildInfo;
 use crate::store;
 use rusqlite::Connection;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -292,31 +292,30 @@ fn complete(
             job_id: job.id,
             request_hash: &job.request_hash,
             bin_dir: &job.bin_dir,
-            result_json: &done_body(job, request, success).to_string(),
+            result_json: &done_body(job, request, success, elapsed).to_string(),
             duration_s: elapsed.as_secs_f64(),
             expires_at: db::now_ms() + ttl * 1000,
         },
     )
 }
 
-/// The 200 body, keyed in the order the reference builds it: job meta,
-/// status, the build's return value, then `enqueued_at` and `request_hash`.
-fn done_body(job: &jobs::JobRow, request: &BuildRequest, success: &BuildSuccess) -> Value {
-    let mut body = Map::new();
-    body.insert("detail".into(), "done".into());
-    body.insert("imagebuilder_status".into(), Phase::Done.as_str().into());
-    body.insert(
-        "request".into(),
-        serde_json::to_value(request).unwrap_or(Value::Null),
-    );
-    body.insert("stdout".into(), success.stdout.clone().into());
-    body.insert("stderr".into(), success.stderr.clone().into());
-    body.insert("build_cmd".into(), Value::from(success.build_cmd.clone()));
-    body.insert("status".into(), 200.into());
-    for (k, v) in &success.result {
-        body.insert(k.clone(), v.clone());
-    }
-    body.insert("enqueued_at".into(), job.enqueued_at.clone().into());
-    body.insert("request_hash".into(), job.request_hash.clone().into());
-    Value::Object(body)
+/// The 200 body (`builder::result::done_body`), with this build's wall
+/// time as `build_duration` and now as `finished_at`.
+fn done_body(
+    job: &jobs::JobRow,
+    request: &BuildRequest,
+    success: &BuildSuccess,
+    elapsed: Duration,
+) -> Value {
+    builder::result::done_body(&builder::result::Done {
+        request,
+        stdout: &success.stdout,
+        stderr: &success.stderr,
+        build_cmd: &success.build_cmd,
+        result: &success.result,
+        enqueued_at: &job.enqueued_at,
+        request_hash: &job.request_hash,
+        duration: elapsed,
+        finished_at: &builder::result::finished_at_now(),
+    })
 }

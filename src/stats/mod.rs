@@ -10,11 +10,13 @@
 //! Counting rule (also in the README): a POST to `/api/v1/build` that is a
 //! build request records `request` plus exactly one of `cache-hit` (answered
 //! from what already exists: a result, a queued or running job, a failure
-//! replayed inside `failure_ttl_seconds`) or `cache-miss` (it queued a new
-//! build). Each queued build later records exactly one `success` or
-//! `failure`. POSTs that are not build requests (422 malformed, 400 invalid,
-//! 529 overloaded, 502/503/504 unavailable) record one `rejected` count by
-//! status instead. So `requests = cache-hits + cache-misses` and
+//! replayed inside `failure_ttl_seconds`), `adopted` (answered from a
+//! complete build found in the store, now recorded as a result) or
+//! `cache-miss` (it queued a new build). Each queued build later records
+//! exactly one `success` or `failure`. POSTs that are not build requests
+//! (422 malformed, 400 invalid, 529 overloaded, 502/503/504 unavailable)
+//! record one `rejected` count by status instead. So
+//! `requests = cache-hits + adopted + cache-misses` and
 //! `cache-misses = successes + failures + builds still queued or running`.
 
 pub mod query;
@@ -34,6 +36,8 @@ use std::sync::Arc;
 pub enum Kind {
     CacheHit,
     CacheMiss,
+    /// A POST answered from a complete build found in the store.
+    Adopted,
     Success,
     Failure,
     /// A POST that was not a build request; the status the client got.
@@ -45,16 +49,22 @@ impl Kind {
         match self {
             Kind::CacheHit => "cache-hit",
             Kind::CacheMiss => "cache-miss",
+            Kind::Adopted => "adopted",
             Kind::Success => "success",
             Kind::Failure => "failure",
             Kind::Rejected(_) => "rejected",
         }
     }
 
-    /// Events this stands for (a hit or miss is also a `request`).
+    /// Whether it answers a build request (and so is also a `request`).
+    pub fn is_request(self) -> bool {
+        matches!(self, Kind::CacheHit | Kind::CacheMiss | Kind::Adopted)
+    }
+
+    /// Events this stands for (a hit, miss or adoption is also a `request`).
     fn weight(self) -> u64 {
         match self {
-            Kind::CacheHit | Kind::CacheMiss => 2,
+            k if k.is_request() => 2,
             _ => 1,
         }
     }
@@ -168,6 +178,12 @@ impl Recorder {
     pub fn cache_miss(&self, build: BuildInfo) {
         self.metrics.cache_miss();
         self.send(Event::now(Kind::CacheMiss, build));
+    }
+
+    /// A POST answered from a complete build found in the store.
+    pub fn adopted(&self, build: BuildInfo) {
+        self.metrics.adopted();
+        self.send(Event::now(Kind::Adopted, build));
     }
 
     /// A POST that was not a build request, answered with `status`.
@@ -299,8 +315,10 @@ mod tests {
         let r = Recorder::new(tx, Arc::clone(&metrics));
         r.cache_hit(BuildInfo::default());
         r.cache_miss(BuildInfo::default());
+        r.adopted(BuildInfo::default());
         r.rejected(400);
-        assert_eq!(metrics.dropped_stat_events(), 3);
+        assert_eq!(metrics.dropped_stat_events(), 5);
+        assert_eq!(metrics.adopted_builds(), 1);
         assert_eq!(metrics.cache_hits(), 1);
         assert_eq!(metrics.cache_misses(), 1);
     }

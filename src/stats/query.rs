@@ -13,7 +13,7 @@ pub fn last_24h(conn: &Connection, now_ms: i64) -> Result<Counters, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT coalesce(sum(requests), 0), coalesce(sum(cache_hits), 0), \
             coalesce(sum(cache_misses), 0), coalesce(sum(successes), 0), \
-            coalesce(sum(failures), 0), coalesce(sum(rejected), 0) \
+            coalesce(sum(failures), 0), coalesce(sum(rejected), 0), coalesce(sum(adopted), 0) \
          FROM stats_hourly WHERE hour > ?1",
     )?;
     Ok(stmt.query_row(params![rollup::hour_of(now_ms) - 24], |r| {
@@ -24,6 +24,7 @@ pub fn last_24h(conn: &Connection, now_ms: i64) -> Result<Counters, DbError> {
             successes: r.get(3)?,
             failures: r.get(4)?,
             rejected: r.get(5)?,
+            adopted: r.get(6)?,
             build_seconds: 0.0,
         })
     })?)

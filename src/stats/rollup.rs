@@ -37,6 +37,8 @@ pub struct Counters {
     pub requests: i64,
     pub cache_hits: i64,
     pub cache_misses: i64,
+    /// Requests answered from a complete build found in the store.
+    pub adopted: i64,
     pub successes: i64,
     pub failures: i64,
     pub build_seconds: f64,
@@ -53,6 +55,10 @@ impl Counters {
             Kind::CacheMiss => {
                 self.requests += 1;
                 self.cache_misses += 1;
+            }
+            Kind::Adopted => {
+                self.requests += 1;
+                self.adopted += 1;
             }
             Kind::Success | Kind::Failure => {
                 if e.kind == Kind::Success {

@@ -213,7 +213,7 @@ fn insert_raw(conn: &Connection, events: &[Event]) -> Result<(), DbError> {
                 e.detail
             ])
         };
-        if matches!(e.kind, Kind::CacheHit | Kind::CacheMiss) {
+        if e.kind.is_request() {
             row("request")?;
         }
         row(e.kind.as_str())?;
@@ -233,11 +233,12 @@ fn insert_raw(conn: &Connection, events: &[Event]) -> Result<(), DbError> {
 fn upsert_rollups(conn: &Connection, inc: &Increments) -> Result<(), DbError> {
     let mut daily = conn.prepare_cached(
         "INSERT INTO stats_daily (day, version, target, client, diff_packages, requests, \
-            cache_hits, cache_misses, successes, failures, build_seconds) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+            cache_hits, cache_misses, successes, failures, build_seconds, adopted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
             cache_hits = cache_hits + excluded.cache_hits, \
             cache_misses = cache_misses + excluded.cache_misses, \
+            adopted = adopted + excluded.adopted, \
             successes = successes + excluded.successes, \
             failures = failures + excluded.failures, \
             build_seconds = build_seconds + excluded.build_seconds",
@@ -254,16 +255,18 @@ fn upsert_rollups(conn: &Connection, inc: &Increments) -> Result<(), DbError> {
             c.cache_misses,
             c.successes,
             c.failures,
-            c.build_seconds
+            c.build_seconds,
+            c.adopted
         ])?;
     }
     let mut by_version = conn.prepare_cached(
         "INSERT INTO stats_daily_version (day, version, diff_packages, requests, cache_hits, \
-            cache_misses, successes, failures, build_seconds) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+            cache_misses, successes, failures, build_seconds, adopted) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
             cache_hits = cache_hits + excluded.cache_hits, \
             cache_misses = cache_misses + excluded.cache_misses, \
+            adopted = adopted + excluded.adopted, \
             successes = successes + excluded.successes, \
             failures = failures + excluded.failures, \
             build_seconds = build_seconds + excluded.build_seconds",
@@ -278,15 +281,17 @@ fn upsert_rollups(conn: &Connection, inc: &Increments) -> Result<(), DbError> {
             c.cache_misses,
             c.successes,
             c.failures,
-            c.build_seconds
+            c.build_seconds,
+            c.adopted
         ])?;
     }
     let mut hourly = conn.prepare_cached(
         "INSERT INTO stats_hourly (hour, requests, cache_hits, cache_misses, successes, failures, \
-            rejected) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+            rejected, adopted) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, \
             cache_hits = cache_hits + excluded.cache_hits, \
             cache_misses = cache_misses + excluded.cache_misses, \
+            adopted = adopted + excluded.adopted, \
             successes = successes + excluded.successes, \
             failures = failures + excluded.failures, \
             rejected = rejected + excluded.rejected",
@@ -299,7 +304,8 @@ fn upsert_rollups(conn: &Connection, inc: &Increments) -> Result<(), DbError> {
             c.cache_misses,
             c.successes,
             c.failures,
-            c.rejected
+            c.rejected,
+            c.adopted
         ])?;
     }
     let mut rejected = conn.prepare_cached(
@@ -364,7 +370,7 @@ pub fn prune(conn: &mut Connection, config: &Config, now_ms: i64) -> Result<usiz
     // Spelled out so the (event, ts) index serves the range.
     let mut n = tx.execute(
         "DELETE FROM build_stats WHERE event IN \
-            ('request', 'cache-hit', 'cache-miss', 'success', 'failure') AND ts < ?1",
+            ('request', 'cache-hit', 'cache-miss', 'adopted', 'success', 'failure') AND ts < ?1",
         params![raw_before],
     )?;
     for table in [

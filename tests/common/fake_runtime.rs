@@ -1,7 +1,9 @@
 //! `FakeRuntime`: an in-process stand-in for a Podman service running
 //! OpenWrt ImageBuilder containers, behind the same `ContainerRuntime`
 //! trait as the real client. It answers `make info`, `make manifest` and
-//! `make image` with the samples in `tests/fixtures/imagebuilder/`, keeps a
+//! `make image` with the samples in `tests/fixtures/imagebuilder/` (writing
+//! into BIN_DIR what an ImageBuilder writes there: images, manifest,
+//! profiles.json and sha256sums with the images' real checksums), keeps a
 //! small in-memory file system per container, and records every call.
 //!
 //! Package names with a meaning:
@@ -52,6 +54,8 @@ pub const PROFILE: &str = "testprofile";
 pub const SYSUPGRADE_IMAGE: &str =
     "openwrt-1.2.3-testtarget-testsubtarget-testprofile-squashfs-sysupgrade.bin";
 pub const KERNEL_IMAGE: &str = "openwrt-1.2.3-testtarget-testsubtarget-testprofile-kernel.bin";
+/// The image's manifest file `make image` writes next to it.
+pub const MANIFEST_FILE: &str = "openwrt-1.2.3-testtarget-testsubtarget-testprofile.manifest";
 /// Appended to each image by the fake signing step.
 pub const FAKE_SIGNATURE: &[u8] = b"\n--fake-fwtool-signature--\n";
 
@@ -414,17 +418,36 @@ impl FakeRuntime {
             map.insert(profile.clone(), entry);
         }
         let image = format!("FAKE SYSUPGRADE IMAGE\n{}\napk={apk}\n", cmd.join(" ")).into_bytes();
+        let kernel = b"FAKE KERNEL\n".to_vec();
+        let manifest = manifest_text(apk, &packages).into_bytes();
+        // Like the ImageBuilder: profiles.json and sha256sums carry the
+        // checksums of the images as written.
+        let image_sum = sha256_hex(&image);
+        let kernel_sum = sha256_hex(&kernel);
+        if let Some(images) = profiles["profiles"][&profile]["images"].as_array_mut() {
+            for entry in images {
+                let sum = if entry["name"] == SYSUPGRADE_IMAGE {
+                    &image_sum
+                } else {
+                    &kernel_sum
+                };
+                entry["sha256"] = sum.as_str().into();
+                entry["sha256_unsigned"] = sum.as_str().into();
+            }
+        }
+        let sums = format!(
+            "{image_sum} *{SYSUPGRADE_IMAGE}\n{kernel_sum} *{KERNEL_IMAGE}\n{} *{MANIFEST_FILE}\n",
+            sha256_hex(&manifest)
+        );
         let files = [
             (SYSUPGRADE_IMAGE.to_owned(), image),
-            (KERNEL_IMAGE.to_owned(), b"FAKE KERNEL\n".to_vec()),
-            (
-                "openwrt-1.2.3-testtarget-testsubtarget-testprofile.manifest".to_owned(),
-                manifest_text(apk, &packages).into_bytes(),
-            ),
+            (KERNEL_IMAGE.to_owned(), kernel),
+            (MANIFEST_FILE.to_owned(), manifest),
             (
                 "profiles.json".to_owned(),
                 serde_json::to_vec_pretty(&profiles).expect("json"),
             ),
+            ("sha256sums".to_owned(), sums.into_bytes()),
         ];
         let written = self.with_container(id, |c| {
             for (name, data) in files {
@@ -457,6 +480,11 @@ impl FakeRuntime {
             Err(_) => out(137, "", ""),
         }
     }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    asu_builder::hash::hex(&sha2::Sha256::digest(data))
 }
 
 /// The sample manifest with the requested packages applied: `-pkg`

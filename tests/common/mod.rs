@@ -6,5 +6,6 @@ pub mod fake_runtime;
 pub mod fake_upstream;
 pub mod http;
 pub mod podman_service;
+pub mod reference_store;
 pub mod rng;
 pub mod testapp;
