@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use ureq::http::Response;
-use ureq::{Agent, Body};
+use ureq::typestate::{WithBody, WithoutBody};
+use ureq::{Agent, Body, RequestBuilder};
 
 use super::{
     ContainerError, ContainerInfo, ContainerRuntime, ContainerSpec, ExecOutput, ExecRequest,
@@ -33,23 +34,66 @@ use spec::{PullOutcome, path_segment};
 /// is libpod's minimum API version, accepted by every 4.x/5.x service.
 const API: &str = "http://d/v4.0.0/libpod";
 
-/// Default bound on one image pull (multi-hundred-MB ImageBuilder images).
-const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Default cap on each of stdout/stderr kept from one exec.
 const DEFAULT_EXEC_OUTPUT_CAP: usize = 4 * 1024 * 1024;
 /// Default cap on the bytes one `copy_out` may write (disk protection).
 const DEFAULT_COPY_LIMIT: u64 = 8 * 1024 * 1024 * 1024;
-/// How long a non-streaming call may take to answer. Generous: a create or
-/// remove can be slow on a loaded host, but must not hang forever.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest silence tolerated inside an archive download.
-const ARCHIVE_READ_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The deadline of every call, by kind. A call that needs no stream answers
+/// in seconds or the service is in trouble: each has a deadline of seconds,
+/// and its `Timeout` error tells the queue to check the service's health.
+/// Only the three calls that stream data for as long as the work takes
+/// (pull, the exec of a build step, the archive download) get minutes, and
+/// even those are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection. Only a service that stopped accepting (its
+    /// backlog full) makes this wait: 5 s.
+    pub connect: Duration,
+    /// `_ping` (and `version`), the health check: answered from memory, so
+    /// 3 s is already very slow.
+    pub ping: Duration,
+    /// Reads: image inspect, container list, network exists, exec inspect,
+    /// exec create: 10 s.
+    pub query: Duration,
+    /// Changes that touch storage or the OCI runtime: container create,
+    /// start, kill, remove, network create, file upload, and the head of an
+    /// exec or archive answer: 30 s, for a loaded host.
+    pub change: Duration,
+    /// One image pull, stream included (multi-hundred-MB ImageBuilder
+    /// images): 15 min.
+    pub pull: Duration,
+    /// One exec session, its output stream included. A build step may be
+    /// silent for long, so there is no per-read limit; the container's own
+    /// timeout normally ends it first. Default 2 h; the daemon sets
+    /// `job_timeout_seconds` + 1 min.
+    pub exec: Duration,
+    /// Longest silence inside an archive download: 60 s.
+    pub archive_silence: Duration,
+    /// One whole archive download: 30 min.
+    pub archive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            ping: Duration::from_secs(3),
+            query: Duration::from_secs(10),
+            change: Duration::from_secs(30),
+            pull: Duration::from_secs(15 * 60),
+            exec: Duration::from_secs(2 * 3600),
+            archive_silence: Duration::from_secs(60),
+            archive: Duration::from_secs(30 * 60),
+        }
+    }
+}
 
 /// Client for one podman service socket.
 pub struct Podman {
     socket: PathBuf,
     agent: Agent,
-    pull_timeout: Duration,
+    timeouts: Timeouts,
     exec_output_cap: usize,
     copy_limit: u64,
     rlimits: Option<RLimits>,
@@ -99,27 +143,50 @@ impl Podman {
     /// A client for the service listening on `socket_path`. No I/O happens
     /// until the first call.
     pub fn new(socket_path: &Path) -> Podman {
-        let config = Agent::config_builder()
-            // 404/409/304 are answers we handle, not errors.
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_send_request(Some(CALL_TIMEOUT))
-            .timeout_recv_response(Some(CALL_TIMEOUT))
-            .user_agent("asu-builder")
-            .build();
+        let timeouts = Timeouts::default();
         Podman {
             socket: socket_path.to_path_buf(),
-            agent: uds::agent(socket_path, config),
-            pull_timeout: DEFAULT_PULL_TIMEOUT,
+            agent: Self::agent(socket_path, &timeouts),
+            timeouts,
             exec_output_cap: DEFAULT_EXEC_OUTPUT_CAP,
             copy_limit: DEFAULT_COPY_LIMIT,
             rlimits: None,
         }
     }
 
+    /// Every call sets its own deadline (`Timeouts`); the agent's global
+    /// one is only the backstop for a call that forgot.
+    fn agent(socket_path: &Path, timeouts: &Timeouts) -> Agent {
+        let config = Agent::config_builder()
+            // 404/409/304 are answers we handle, not errors.
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.change))
+            .user_agent("asu-builder")
+            .build();
+        uds::agent(socket_path, config)
+    }
+
+    /// Replace every deadline.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Podman {
+        self.agent = Self::agent(&self.socket, &timeouts);
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// Upper bound on one image pull, stream included.
     pub fn with_pull_timeout(mut self, timeout: Duration) -> Podman {
-        self.pull_timeout = timeout;
+        self.timeouts.pull = timeout;
+        self
+    }
+
+    /// Upper bound on one exec session, its output stream included.
+    pub fn with_exec_timeout(mut self, timeout: Duration) -> Podman {
+        self.timeouts.exec = timeout;
         self
     }
 
@@ -148,6 +215,29 @@ impl Podman {
 
     fn url(path: &str) -> String {
         format!("{API}{path}")
+    }
+
+    // One builder per method; each call names its deadline, answer body
+    // included (`timeout_global`).
+
+    fn get(&self, path: &str, deadline: Duration) -> RequestBuilder<WithoutBody> {
+        let r = self.agent.get(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn delete(&self, path: &str, deadline: Duration) -> RequestBuilder<WithoutBody> {
+        let r = self.agent.delete(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn post(&self, path: &str, deadline: Duration) -> RequestBuilder<WithBody> {
+        let r = self.agent.post(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn put(&self, path: &str, deadline: Duration) -> RequestBuilder<WithBody> {
+        let r = self.agent.put(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
     }
 
     /// Every call goes through here: `sent` is the request as sent, its
@@ -208,8 +298,9 @@ impl Podman {
     /// Id of the locally stored image `image`, `None` when absent.
     fn local_image_id(&self, image: &str) -> Result<Option<String>, ContainerError> {
         let what = format!("inspect image {image}");
-        let url = Self::url(&format!("/images/{}/json", path_segment(image)));
-        let resp = self.call(&what, self.agent.get(url).call(), &[200, 404])?;
+        let path = format!("/images/{}/json", path_segment(image));
+        let sent = self.get(&path, self.timeouts.query).call();
+        let resp = self.call(&what, sent, &[200, 404])?;
         if resp.status().as_u16() == 404 {
             Self::drain(resp);
             return Ok(None);
@@ -223,14 +314,9 @@ impl Podman {
     fn pull(&self, image: &str) -> Result<PullOutcome, ContainerError> {
         let what = format!("pull {image}");
         let sent = self
-            .agent
-            .post(Self::url("/images/pull"))
+            .post("/images/pull", self.timeouts.pull)
             .query("reference", image)
             .query("policy", "always")
-            .config()
-            .timeout_global(Some(self.pull_timeout))
-            .timeout_recv_response(Some(self.pull_timeout))
-            .build()
             .send_empty();
         let resp = self.call(&what, sent, &[200])?;
         let reader = BufReader::new(resp.into_body().into_reader());
@@ -239,15 +325,16 @@ impl Podman {
 
     fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect, ContainerError> {
         let what = format!("inspect exec {exec_id}");
-        let url = Self::url(&format!("/exec/{}/json", path_segment(exec_id)));
-        let resp = self.call(&what, self.agent.get(url).call(), &[200])?;
+        let path = format!("/exec/{}/json", path_segment(exec_id));
+        let resp = self.call(&what, self.get(&path, self.timeouts.query).call(), &[200])?;
         self.json(&what, resp)
     }
 }
 
 impl ContainerRuntime for Podman {
     fn ping(&self) -> Result<String, ContainerError> {
-        let resp = self.call("ping", self.agent.get(Self::url("/_ping")).call(), &[200])?;
+        let sent = self.get("/_ping", self.timeouts.ping).call();
+        let resp = self.call("ping", sent, &[200])?;
         let header = resp
             .headers()
             .get("Libpod-Api-Version")
@@ -257,11 +344,8 @@ impl ContainerRuntime for Podman {
         if let Some(v) = header {
             return Ok(v);
         }
-        let resp = self.call(
-            "version",
-            self.agent.get(Self::url("/version")).call(),
-            &[200],
-        )?;
+        let sent = self.get("/version", self.timeouts.ping).call();
+        let resp = self.call("version", sent, &[200])?;
         Ok(self.json::<VersionBody>("version", resp)?.version)
     }
 
@@ -297,14 +381,14 @@ impl ContainerRuntime for Podman {
 
     fn ensure_network(&self, name: &str) -> Result<(), ContainerError> {
         let what = format!("network {name}");
-        let url = Self::url(&format!("/networks/{}/exists", path_segment(name)));
-        if self.call_drained(&what, self.agent.get(url).call(), &[204, 404])? == 204 {
+        let path = format!("/networks/{}/exists", path_segment(name));
+        let sent = self.get(&path, self.timeouts.query).call();
+        if self.call_drained(&what, sent, &[204, 404])? == 204 {
             return Ok(());
         }
         let what = format!("create network {name}");
         let sent = self
-            .agent
-            .post(Self::url("/networks/create"))
+            .post("/networks/create", self.timeouts.change)
             .send_json(serde_json::json!({"name": name, "driver": "bridge"}));
         // 409: another worker created it in between; that is the goal.
         self.call_drained(&what, sent, &[200, 201, 409])?;
@@ -315,8 +399,7 @@ impl ContainerRuntime for Podman {
         let what = format!("create container {}", spec.name);
         let body = spec::create_body(spec, self.rlimits);
         let sent = self
-            .agent
-            .post(Self::url("/containers/create"))
+            .post("/containers/create", self.timeouts.change)
             .send_json(&body);
         let resp = self.call(&what, sent, &[200, 201])?;
         Ok(self.json::<IdBody>(&what, resp)?.id)
@@ -324,27 +407,33 @@ impl ContainerRuntime for Podman {
 
     fn start(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("start container {id}");
-        let url = Self::url(&format!("/containers/{}/start", path_segment(id)));
+        let path = format!("/containers/{}/start", path_segment(id));
+        let sent = self.post(&path, self.timeouts.change).send_empty();
         // 304: already running.
-        self.call_drained(&what, self.agent.post(url).send_empty(), &[200, 204, 304])?;
+        self.call_drained(&what, sent, &[200, 204, 304])?;
         Ok(())
     }
 
     fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, ContainerError> {
         let what = format!("exec {:?} in {id}", req.cmd);
-        let url = Self::url(&format!("/containers/{}/exec", path_segment(id)));
-        let sent = self.agent.post(url).send_json(spec::exec_create_body(req));
+        let path = format!("/containers/{}/exec", path_segment(id));
+        let sent = self
+            .post(&path, self.timeouts.query)
+            .send_json(spec::exec_create_body(req));
         let resp = self.call(&what, sent, &[200, 201])?;
         let exec_id = self.json::<IdBody>(&what, resp)?.id;
 
         // The answer is a hijacked stream: 200, no length, frames until the
         // service closes the socket. No Upgrade headers (podman would answer
         // 101) and a JSON body is mandatory. No read timeout: a build step
-        // may be silent for long; the container's own timeout bounds it.
-        let url = Self::url(&format!("/exec/{}/start", path_segment(&exec_id)));
+        // may be silent for long. The session as a whole is bounded (the
+        // container's own timeout normally ends it first).
+        let path = format!("/exec/{}/start", path_segment(&exec_id));
         let sent = self
-            .agent
-            .post(url)
+            .post(&path, self.timeouts.exec)
+            .config()
+            .timeout_recv_response(Some(self.timeouts.change))
+            .build()
             .send_json(serde_json::json!({"Detach": false, "Tty": false}));
         let resp = self.call(&what, sent, &[200])?;
         let mut stdout = TailBuffer::new(self.exec_output_cap);
@@ -388,12 +477,9 @@ impl ContainerRuntime for Podman {
         let tar = archive::build_tar(files)?;
         // The content type matters: with a form type podman extracts
         // nothing and still answers 200.
+        let path = format!("/containers/{}/archive", path_segment(id));
         let sent = self
-            .agent
-            .put(Self::url(&format!(
-                "/containers/{}/archive",
-                path_segment(id)
-            )))
+            .put(&path, self.timeouts.change)
             .query("path", dest_dir)
             .header("Content-Type", "application/x-tar")
             .send(&tar[..]);
@@ -406,15 +492,13 @@ impl ContainerRuntime for Podman {
         // "<dir>/." makes the archive hold the directory's contents, not a
         // top-level entry named after it.
         let src = format!("{}/.", src_dir.trim_end_matches('/'));
+        let path = format!("/containers/{}/archive", path_segment(id));
         let sent = self
-            .agent
-            .get(Self::url(&format!(
-                "/containers/{}/archive",
-                path_segment(id)
-            )))
+            .get(&path, self.timeouts.archive)
             .query("path", &src)
             .config()
-            .timeout_per_read(Some(ARCHIVE_READ_TIMEOUT))
+            .timeout_recv_response(Some(self.timeouts.change))
+            .timeout_per_read(Some(self.timeouts.archive_silence))
             .build()
             .call();
         let resp = self.call(&what, sent, &[200])?;
@@ -442,9 +526,9 @@ impl ContainerRuntime for Podman {
 
     fn kill(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("kill container {id}");
+        let path = format!("/containers/{}/kill", path_segment(id));
         let sent = self
-            .agent
-            .post(Self::url(&format!("/containers/{}/kill", path_segment(id))))
+            .post(&path, self.timeouts.change)
             .query("signal", "SIGKILL")
             .send_empty();
         match self.call_drained(&what, sent, &[200, 204, 404]) {
@@ -459,9 +543,9 @@ impl ContainerRuntime for Podman {
 
     fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("remove container {id}");
+        let path = format!("/containers/{}", path_segment(id));
         let sent = self
-            .agent
-            .delete(Self::url(&format!("/containers/{}", path_segment(id))))
+            .delete(&path, self.timeouts.change)
             .query("force", "true")
             .query("volumes", "true")
             .query("timeout", "0")
@@ -473,8 +557,7 @@ impl ContainerRuntime for Podman {
     fn list_by_label(&self, label: &str) -> Result<Vec<ContainerInfo>, ContainerError> {
         let what = format!("list containers labelled {label}");
         let sent = self
-            .agent
-            .get(Self::url("/containers/json"))
+            .get("/containers/json", self.timeouts.query)
             .query("all", "true")
             .query("filters", spec::label_filter(label))
             .call();
