@@ -8,7 +8,7 @@ use crate::container::ContainerRuntime;
 use crate::db;
 use crate::descriptors;
 use crate::faults::Faults;
-use crate::queue::{self, Janitor, QueueShared};
+use crate::queue::{self, Janitor, Monitor, QueueShared};
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +48,7 @@ pub struct App {
     queue: Arc<QueueShared>,
     workers: Vec<JoinHandle<()>>,
     janitor: Janitor,
+    monitor: Monitor,
 }
 
 pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
@@ -66,15 +67,8 @@ pub fn start_with_faults(
         .map_err(|e| StartError::Store(config.store_path.clone(), e))?;
     let upstream = Upstream::new(Arc::clone(&config), &config.database_path)
         .map_err(|e| StartError::Upstream(e.to_string()))?;
-    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime));
+    let queue = QueueShared::new(Arc::clone(&config), Arc::clone(&runtime), faults.clone());
 
-    match runtime.ping() {
-        Ok(v) => log::info!(
-            "container runtime answers at {} (version {v})",
-            config.container_socket_path.display()
-        ),
-        Err(e) => log::warn!("{e}; builds will wait and retry until it answers"),
-    }
     // Said once here; each build reads the key again (it may be replaced).
     if let Some(path) = &config.build_key_path
         && crate::builder::sign::find_build_key(Some(path)).is_some()
@@ -82,13 +76,13 @@ pub fn start_with_faults(
         log::info!("images are signed with the build key {}", path.display());
     }
     // Anything still marked running under our worker id died with a
-    // previous process: requeue it and remove its containers.
+    // previous process: back to the queue. Only SQLite here; its containers
+    // are the runtime monitor's, removed once Podman answers and before any
+    // worker claims. Nothing on the way to the listener waits on Podman.
     let own_prefix = format!("{}/", config.worker_id);
     queue::janitor::sweep(&queue, &mut conn, Some(&own_prefix));
     drop(conn);
 
-    let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
-    let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     let state = Arc::new(AppState {
         config: Arc::clone(&config),
         upstream: Arc::new(upstream),
@@ -110,11 +104,17 @@ pub fn start_with_faults(
     let settings = api::server::ServerSettings { max_connections };
     let server =
         api::server::start(state, settings).map_err(|e| StartError::Server(e.to_string()))?;
+    // The listener answers from here on; Podman is checked in the
+    // background and the workers wait for its first answer.
+    let monitor = queue::spawn_monitor(&queue).map_err(StartError::Thread)?;
+    let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
+    let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     Ok(App {
         server,
         queue,
         workers,
         janitor,
+        monitor,
     })
 }
 
@@ -128,12 +128,18 @@ impl App {
         self.server.shed_count()
     }
 
-    /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)
-    /// instead of waiting for the next tick.
+    /// Run one janitor pass (expiry, lease recovery) and one orphan
+    /// container sweep now instead of waiting for the next tick.
     pub fn sweep_now(&self) -> Result<(), db::DbError> {
         let mut conn = db::open(&self.queue.config.database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
+        queue::monitor::remove_orphan_containers(&self.queue, &mut Some(conn));
         Ok(())
+    }
+
+    /// The container runtime as the monitor last saw it.
+    pub fn runtime_report(&self) -> queue::RuntimeReport {
+        self.queue.runtime_health.report()
     }
 
     /// Stop accepting and finish in-flight requests; give running builds
@@ -156,5 +162,6 @@ impl App {
             let _ = w.join();
         }
         self.janitor.stop();
+        self.monitor.stop();
     }
 }

@@ -82,7 +82,7 @@ impl<'a> Handler<'a> {
         match route {
             Route::Build => build::post_build(state, &mut self.conn, req),
             Route::BuildStatus(hash) => build::get_build(state, &self.conn, hash),
-            Route::Health => Response::json(200, &json!({"status": "ok"})),
+            Route::Health => health(state),
             Route::Stats => build::queue_stats(state, &self.conn),
             Route::Revision(version, target, subtarget) => {
                 metadata::revision(config, &state.upstream, version, target, subtarget)
@@ -144,6 +144,18 @@ impl<'p> Route<'p> {
             _ => matches!(method, Method::Get | Method::Head),
         }
     }
+}
+
+/// Liveness: 200 whenever the process answers, so a supervisor does not
+/// restart it in a loop while Podman is away. The container runtime's state
+/// is a field: `up`, or `degraded` with the reason.
+fn health(state: &AppState) -> Response {
+    let runtime = state.queue.runtime_health.report();
+    let mut body = json!({"status": "ok", "container_runtime": runtime.state()});
+    if !runtime.up {
+        body["container_runtime_detail"] = runtime.detail.into();
+    }
+    Response::json(200, &body)
 }
 
 fn not_found() -> Response {

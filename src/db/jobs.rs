@@ -397,6 +397,16 @@ pub fn requeue(
     Ok(())
 }
 
+/// End `worker`'s lease on a job it can no longer finish (its thread
+/// panicked), so the next `recover_abandoned` takes it at once.
+pub fn release_lease(conn: &Connection, job_id: i64, worker: &str) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "UPDATE build_jobs SET lease_expires_at = 0 WHERE id = ?1 AND worker_id = ?2 AND status = ?3",
+    )?
+    .execute(params![job_id, worker, JobStatus::Running])?;
+    Ok(())
+}
+
 /// Jobs whose worker vanished (lease expired, or left by this worker id in
 /// a previous life): back to pending, or failed when out of attempts.
 /// Returns how many were requeued and failed.

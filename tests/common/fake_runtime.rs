@@ -14,7 +14,7 @@
 //!
 //! Knobs (atomics, flip them at any time): `unreachable`, `image_missing`,
 //! `wrong_revision`, `apk` (read when a container is created),
-//! `kill_make_image`, and `set_slow`.
+//! `kill_make_image`, `lose_execs`, and `set_slow`.
 
 #![allow(dead_code)]
 
@@ -25,7 +25,7 @@ use asu_builder::container::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const INFO: &str = include_str!("../fixtures/imagebuilder/info.txt");
@@ -124,6 +124,9 @@ pub struct FakeRuntime {
     pub apk: AtomicBool,
     /// `make image` exits 137 as if the container had been killed.
     pub kill_make_image: AtomicBool,
+    /// This many of the next execs fail as if the runtime went away
+    /// mid-build, while pings keep answering.
+    pub lose_execs: AtomicUsize,
     slow: Mutex<Duration>,
     state: Mutex<State>,
 }
@@ -178,6 +181,7 @@ impl FakeRuntime {
             wrong_revision: AtomicBool::new(false),
             apk: AtomicBool::new(false),
             kill_make_image: AtomicBool::new(false),
+            lose_execs: AtomicUsize::new(0),
             slow: Mutex::new(Duration::from_secs(2)),
             state: Mutex::new(State::default()),
         }
@@ -210,6 +214,12 @@ impl FakeRuntime {
     }
 
     // ---- inspection -------------------------------------------------------
+
+    /// How many health checks (pings) the runtime has answered or refused.
+    pub fn pings(&self) -> usize {
+        let st = self.state.lock().unwrap();
+        st.calls.iter().filter(|c| **c == Call::Ping).count()
+    }
 
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().unwrap().calls.clone()
@@ -516,9 +526,15 @@ impl ContainerRuntime for FakeRuntime {
             .iter()
             .any(|c| c.spec.name == spec.name && !c.removed)
         {
+            // Podman 4's answer (newer versions say 409).
             return Err(ContainerError::Api {
-                status: 409,
-                message: format!("the container name \"{}\" is already in use", spec.name),
+                status: 500,
+                message: format!(
+                    "create container {0}: creating container storage: the container name \"{0}\" \
+                     is already in use by {1}. You have to remove that container to be able to reuse \
+                     that name: that name is already in use",
+                    spec.name, "0123456789ab"
+                ),
             });
         }
         st.next_id += 1;
@@ -564,6 +580,14 @@ impl ContainerRuntime for FakeRuntime {
             id: id.into(),
             req: req.clone(),
         })?;
+        let lose = |n: usize| n.checked_sub(1);
+        if self
+            .lose_execs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, lose)
+            .is_ok()
+        {
+            return Err(unreachable_err());
+        }
         let apk = self.running(id)?;
         let workdir = req.workdir.clone().unwrap_or_else(|| "/builder".into());
         let cmd = &req.cmd;
