@@ -4,11 +4,13 @@
 //! Loading and validation live in `load.rs`; the built-in branch table in
 //! `branches.rs`.
 
+mod bounds;
 mod branches;
 mod error;
 mod load;
 mod value;
 
+pub use bounds::{BOUNDS, Bound, bound_of};
 pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
 pub use error::{ConfigError, Origin};
 pub use load::{ConfigSource, load, load_from, render_effective};

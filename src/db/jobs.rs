@@ -205,8 +205,9 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
         params![JobStatus::Pending],
         |r| r.get(0),
     )?;
-    // The reference refuses once the queue is longer than the limit.
-    if pending > job.max_pending as i64 {
+    // The reference refuses once the queue is longer than the limit. The
+    // configuration bounds it far below i64::MAX; saturate regardless.
+    if pending > i64::try_from(job.max_pending).unwrap_or(i64::MAX) {
         return Ok(EnqueueOutcome::Overloaded(pending));
     }
     tx.execute(
