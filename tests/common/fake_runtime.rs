@@ -14,7 +14,8 @@
 //!
 //! Knobs (atomics, flip them at any time): `unreachable`, `image_missing`,
 //! `wrong_revision`, `apk` (read when a container is created),
-//! `kill_make_image`, `lose_execs`, and `set_slow`.
+//! `kill_make_image`, `lose_execs`, `hold_make_image`, and `set_slow`;
+//! `making_images` counts the `make image` runs in progress.
 
 #![allow(dead_code)]
 
@@ -124,6 +125,11 @@ pub struct FakeRuntime {
     pub apk: AtomicBool,
     /// `make image` exits 137 as if the container had been killed.
     pub kill_make_image: AtomicBool,
+    /// While set, every `make image` waits (until cleared, or its
+    /// container is killed or removed).
+    pub hold_make_image: AtomicBool,
+    /// How many `make image` execs are running right now.
+    pub making_images: AtomicUsize,
     /// This many of the next execs fail as if the runtime went away
     /// mid-build, while pings keep answering.
     pub lose_execs: AtomicUsize,
@@ -182,6 +188,8 @@ impl FakeRuntime {
             apk: AtomicBool::new(false),
             kill_make_image: AtomicBool::new(false),
             lose_execs: AtomicUsize::new(0),
+            hold_make_image: AtomicBool::new(false),
+            making_images: AtomicUsize::new(0),
             slow: Mutex::new(Duration::from_secs(2)),
             state: Mutex::new(State::default()),
         }
@@ -395,6 +403,12 @@ impl FakeRuntime {
         }
         let packages = packages_of(cmd);
         let has = |p: &str| packages.iter().any(|x| x == p);
+        while self.hold_make_image.load(Ordering::SeqCst) {
+            if self.running(id).is_err() {
+                return out(137, "", "");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if has("slow-pkg") {
             let until = Instant::now() + *self.slow.lock().unwrap();
             while Instant::now() < until {
@@ -595,7 +609,12 @@ impl ContainerRuntime for FakeRuntime {
         let result = match args.as_slice() {
             ["make", "info"] => out(0, self.info_text(apk), ""),
             ["make", "manifest", ..] => self.make_manifest(apk, cmd),
-            ["make", "image", ..] => self.make_image(id, apk, cmd),
+            ["make", "image", ..] => {
+                self.making_images.fetch_add(1, Ordering::SeqCst);
+                let r = self.make_image(id, apk, cmd);
+                self.making_images.fetch_sub(1, Ordering::SeqCst);
+                r
+            }
             ["sh", "setup.sh"] => out(0, "Downloading ImageBuilder (fake)\n", ""),
             ["sh", "-c", script, _argv0, images @ ..] if script.contains("usign") => {
                 let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
