@@ -3,7 +3,9 @@
 //! Synchronous: one blocking ureq agent with a Unix-socket transport
 //! (`uds`). Connections are pooled; a pooled connection that the service
 //! closed (restart) is detected before reuse and replaced. Exec sessions
-//! are close-delimited streams and always use a fresh connection.
+//! are close-delimited streams and always use a fresh connection, and so
+//! does the health check (`ping`), so that it fails when new connections
+//! do. Every call has a deadline (`Timeouts`).
 
 mod archive;
 mod demux;
@@ -93,6 +95,9 @@ impl Default for Timeouts {
 pub struct Podman {
     socket: PathBuf,
     agent: Agent,
+    /// For the health check: never pooled, so each ping proves that a new
+    /// connection can be made, as every build's exec needs one.
+    probe: Agent,
     timeouts: Timeouts,
     exec_output_cap: usize,
     copy_limit: u64,
@@ -146,7 +151,8 @@ impl Podman {
         let timeouts = Timeouts::default();
         Podman {
             socket: socket_path.to_path_buf(),
-            agent: Self::agent(socket_path, &timeouts),
+            agent: Self::agent(socket_path, &timeouts, true),
+            probe: Self::agent(socket_path, &timeouts, false),
             timeouts,
             exec_output_cap: DEFAULT_EXEC_OUTPUT_CAP,
             copy_limit: DEFAULT_COPY_LIMIT,
@@ -156,8 +162,14 @@ impl Podman {
 
     /// Every call sets its own deadline (`Timeouts`); the agent's global
     /// one is only the backstop for a call that forgot.
-    fn agent(socket_path: &Path, timeouts: &Timeouts) -> Agent {
-        let config = Agent::config_builder()
+    fn agent(socket_path: &Path, timeouts: &Timeouts, pooled: bool) -> Agent {
+        let mut config = Agent::config_builder();
+        if !pooled {
+            config = config
+                .max_idle_connections(0)
+                .max_idle_connections_per_host(0);
+        }
+        let config = config
             // 404/409/304 are answers we handle, not errors.
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
@@ -169,7 +181,8 @@ impl Podman {
 
     /// Replace every deadline.
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Podman {
-        self.agent = Self::agent(&self.socket, &timeouts);
+        self.agent = Self::agent(&self.socket, &timeouts, true);
+        self.probe = Self::agent(&self.socket, &timeouts, false);
         self.timeouts = timeouts;
         self
     }
@@ -333,7 +346,13 @@ impl Podman {
 
 impl ContainerRuntime for Podman {
     fn ping(&self) -> Result<String, ContainerError> {
-        let sent = self.get("/_ping", self.timeouts.ping).call();
+        let sent = self
+            .probe
+            .get(Self::url("/_ping"))
+            .config()
+            .timeout_global(Some(self.timeouts.ping))
+            .build()
+            .call();
         let resp = self.call("ping", sent, &[200])?;
         let header = resp
             .headers()
@@ -596,5 +615,40 @@ mod tests {
         }
         // Reported as retryable.
         assert!(p.ping().unwrap_err().is_retryable());
+    }
+
+    /// A pooled connection outlives the socket file (removed, or the
+    /// service replaced): the health check must not reuse one.
+    #[test]
+    fn every_ping_opens_a_new_connection() {
+        use std::io::{BufRead, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut connections = 0;
+            let mut kept = Vec::new();
+            for _ in 0..2 {
+                let (stream, _) = listener.accept().unwrap();
+                connections += 1;
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut w = stream;
+                w.write_all(
+                    b"HTTP/1.1 200 OK\r\nLibpod-Api-Version: 4.3.1\r\nContent-Length: 2\r\n\r\nOK",
+                )
+                .unwrap();
+                // Kept open: a pooling client could send its next request here.
+                kept.push(w);
+            }
+            connections
+        });
+        let p = Podman::new(&sock);
+        assert_eq!(p.ping().unwrap(), "4.3.1");
+        assert_eq!(p.ping().unwrap(), "4.3.1");
+        assert_eq!(server.join().unwrap(), 2);
     }
 }
