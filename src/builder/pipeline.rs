@@ -107,6 +107,14 @@ impl<'a> Build<'a> {
             ContainerError::UnsafeArchive(what) => {
                 self.fail(kind, format!("Unsafe build output ({during}): {what}"))
             }
+            // The server's disk, not the runtime: say so, without its paths.
+            ContainerError::StoreFull(what) => {
+                log::warn!("job {}: store full: {what}", self.job.request_hash);
+                self.fail(
+                    kind,
+                    "No space left in the store for the images of this build",
+                )
+            }
             other => self.fail(
                 kind,
                 format!("Container runtime failed during {during}: {other}"),

@@ -77,8 +77,11 @@ pub enum ContainerError {
     Api { status: u16, message: String },
     /// An archive from the container tried to leave its directory, or was malformed.
     UnsafeArchive(String),
-    /// Local I/O while streaming files (store directory, disk full, …).
+    /// Local I/O while streaming files (store directory, …).
     Io(String),
+    /// The local disk holding the build output is full. Retryable: expiry
+    /// or an operator may free space.
+    StoreFull(String),
     /// A call took longer than its deadline.
     Timeout(String),
 }
@@ -133,6 +136,7 @@ impl std::fmt::Display for ContainerError {
             }
             ContainerError::UnsafeArchive(s) => write!(f, "unsafe archive: {s}"),
             ContainerError::Io(s) => write!(f, "I/O error: {s}"),
+            ContainerError::StoreFull(s) => write!(f, "no space left for the build output: {s}"),
             ContainerError::Timeout(s) => write!(f, "timeout: {s}"),
         }
     }
@@ -204,6 +208,7 @@ mod tests {
             ),
             (ContainerError::Timeout(s()), true),
             (ContainerError::Io(s()), true),
+            (ContainerError::StoreFull(s()), true),
             (api(500), true),
             (api(502), true),
             (api(404), true),

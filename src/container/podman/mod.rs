@@ -534,6 +534,7 @@ impl ContainerRuntime for Podman {
                 Err(ContainerError::UnsafeArchive(format!("{what}: {m}")))
             }
             Err(ExtractError::Local(m)) => Err(ContainerError::Io(format!("{what}: {m}"))),
+            Err(ExtractError::Full(m)) => Err(ContainerError::StoreFull(format!("{what}: {m}"))),
             Err(ExtractError::Read(e)) => match body.failure.take() {
                 Some(transport) => Err(errors::io(&self.socket, &what, transport)),
                 None => Err(ContainerError::UnsafeArchive(format!(
