@@ -82,6 +82,8 @@ pub fn start_with_faults(
     let own_prefix = format!("{}/", config.worker_id);
     queue::janitor::sweep(&queue, &mut conn, Some(&own_prefix));
     drop(conn);
+    // And whatever they were copying out.
+    crate::store::clear_staging(&config.store_path, &config.worker_id);
 
     let state = Arc::new(AppState {
         config: Arc::clone(&config),

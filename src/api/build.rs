@@ -282,7 +282,7 @@ pub fn queue_stats(state: &AppState, conn: &Connection) -> Response {
                 "workers": state.config.worker_concurrent,
                 "workers_busy": state.queue.inflight.len(),
                 // `degraded` while Podman does not answer: jobs stay queued.
-                "container_runtime": state.queue.runtime_health.report().state(),
+                "container_runtime": state.queue.runtime_health.state(),
             }),
         ),
         Err(e) => db_unavailable(e),

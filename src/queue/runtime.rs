@@ -73,6 +73,11 @@ impl RuntimeHealth {
         self.lock().up
     }
 
+    /// `up` or `degraded`, without copying the detail (for hot paths).
+    pub fn state(&self) -> &'static str {
+        if self.is_up() { "up" } else { "degraded" }
+    }
+
     pub fn report(&self) -> RuntimeReport {
         let s = self.lock();
         RuntimeReport {
