@@ -123,11 +123,31 @@ fn renew_leases(shared: &QueueShared, conn: &Connection) -> Result<(), DbError> 
 /// process's worker id: anything still marked running under it is left over
 /// from a previous life (kill -9, power loss) and goes back to the queue.
 pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&str>) {
-    let config = &shared.config;
-    let failure_expiry = db::now_ms() + config.failure_ttl_seconds as i64 * 1000;
-    match jobs::recover_abandoned(conn, own_prefix, failure_expiry) {
-        Ok((0, 0)) => {}
-        Ok((requeued, failed)) => {
+    if let Err(e) = recover(shared, conn, own_prefix) {
+        log::warn!("janitor: recovering abandoned jobs failed: {e}");
+    }
+    match jobs::delete_expired(conn, db::now_ms()) {
+        Ok(dirs) => {
+            for dir in dirs {
+                store::remove_build(&shared.config.store_path, &dir);
+            }
+        }
+        Err(e) => log::warn!("janitor: expiring results failed: {e}"),
+    }
+}
+
+/// Requeue the jobs whose lease expired (or that `own_prefix`'s previous
+/// life left running), or fail them when out of attempts. Also what a
+/// worker calls after a panic, once it has ended its own lease.
+pub(crate) fn recover(
+    shared: &QueueShared,
+    conn: &mut Connection,
+    own_prefix: Option<&str>,
+) -> Result<(), DbError> {
+    let failure_expiry = db::now_ms() + shared.config.failure_ttl_seconds as i64 * 1000;
+    match jobs::recover_abandoned(conn, own_prefix, failure_expiry)? {
+        (0, 0) => {}
+        (requeued, failed) => {
             log::warn!(
                 "recovered abandoned jobs: {requeued} back in the queue, {failed} failed after too many attempts"
             );
@@ -135,14 +155,6 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
                 shared.wake();
             }
         }
-        Err(e) => log::warn!("janitor: recovering abandoned jobs failed: {e}"),
     }
-    match jobs::delete_expired(conn, db::now_ms()) {
-        Ok(dirs) => {
-            for dir in dirs {
-                store::remove_build(&config.store_path, &dir);
-            }
-        }
-        Err(e) => log::warn!("janitor: expiring results failed: {e}"),
-    }
+    Ok(())
 }

@@ -138,13 +138,12 @@ fn work_once(
 fn release_after_panic(shared: &QueueShared, name: &str, job: &Held) {
     shared.inflight.remove(job.job_id);
     store::discard(&store::staging_dir(&shared.config.store_path, name));
-    let expiry = db::now_ms() + shared.config.failure_ttl_seconds as i64 * 1000;
     let released = db::open(&shared.config.database_path).and_then(|mut c| {
         jobs::release_lease(&c, job.job_id, name)?;
-        jobs::recover_abandoned(&mut c, None, expiry)
+        super::janitor::recover(shared, &mut c, None)
     });
     match released {
-        Ok(_) => shared.wake(),
+        Ok(()) => shared.wake(),
         Err(e) => log::error!(
             "{name}: could not release job {} ({e}); it is requeued when its lease runs out",
             job.request_hash
