@@ -11,6 +11,7 @@ mod archive;
 mod demux;
 mod errors;
 mod spec;
+mod timeouts;
 mod uds;
 
 use std::io::{self, BufReader, Read};
@@ -31,6 +32,7 @@ use demux::TailBuffer;
 use errors::ERROR_BODY_LIMIT;
 pub use spec::RLimits;
 use spec::{PullOutcome, path_segment};
+pub use timeouts::Timeouts;
 
 /// Base of every call. The host is a placeholder (never resolved); v4.0.0
 /// is libpod's minimum API version, accepted by every 4.x/5.x service.
@@ -40,56 +42,6 @@ const API: &str = "http://d/v4.0.0/libpod";
 const DEFAULT_EXEC_OUTPUT_CAP: usize = 4 * 1024 * 1024;
 /// Default cap on the bytes one `copy_out` may write (disk protection).
 const DEFAULT_COPY_LIMIT: u64 = 8 * 1024 * 1024 * 1024;
-
-/// The deadline of every call, by kind. A call that needs no stream answers
-/// in seconds or the service is in trouble: each has a deadline of seconds,
-/// and its `Timeout` error tells the queue to check the service's health.
-/// Only the three calls that stream data for as long as the work takes
-/// (pull, the exec of a build step, the archive download) get minutes, and
-/// even those are bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Opening a connection. Only a service that stopped accepting (its
-    /// backlog full) makes this wait: 5 s.
-    pub connect: Duration,
-    /// `_ping` (and `version`), the health check: answered from memory, so
-    /// 3 s is already very slow.
-    pub ping: Duration,
-    /// Reads: image inspect, container list, network exists, exec inspect,
-    /// exec create: 10 s.
-    pub query: Duration,
-    /// Changes that touch storage or the OCI runtime: container create,
-    /// start, kill, remove, network create, file upload, and the head of an
-    /// exec or archive answer: 30 s, for a loaded host.
-    pub change: Duration,
-    /// One image pull, stream included (multi-hundred-MB ImageBuilder
-    /// images): 15 min.
-    pub pull: Duration,
-    /// One exec session, its output stream included. A build step may be
-    /// silent for long, so there is no per-read limit; the container's own
-    /// timeout normally ends it first. Default 2 h; the daemon sets
-    /// `job_timeout_seconds` + 1 min.
-    pub exec: Duration,
-    /// Longest silence inside an archive download: 60 s.
-    pub archive_silence: Duration,
-    /// One whole archive download: 30 min.
-    pub archive: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Timeouts {
-        Timeouts {
-            connect: Duration::from_secs(5),
-            ping: Duration::from_secs(3),
-            query: Duration::from_secs(10),
-            change: Duration::from_secs(30),
-            pull: Duration::from_secs(15 * 60),
-            exec: Duration::from_secs(2 * 3600),
-            archive_silence: Duration::from_secs(60),
-            archive: Duration::from_secs(30 * 60),
-        }
-    }
-}
 
 /// Client for one podman service socket.
 pub struct Podman {
@@ -533,8 +485,11 @@ impl ContainerRuntime for Podman {
             Err(ExtractError::Unsafe(m)) => {
                 Err(ContainerError::UnsafeArchive(format!("{what}: {m}")))
             }
-            Err(ExtractError::Local(m)) => Err(ContainerError::Io(format!("{what}: {m}"))),
-            Err(ExtractError::Full(m)) => Err(ContainerError::StoreFull(format!("{what}: {m}"))),
+            Err(ExtractError::Local(
+                m,
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded,
+            )) => Err(ContainerError::StoreFull(format!("{what}: {m}"))),
+            Err(ExtractError::Local(m, _)) => Err(ContainerError::Io(format!("{what}: {m}"))),
             Err(ExtractError::Read(e)) => match body.failure.take() {
                 Some(transport) => Err(errors::io(&self.socket, &what, transport)),
                 None => Err(ContainerError::UnsafeArchive(format!(
@@ -600,56 +555,4 @@ impl ContainerRuntime for Podman {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_for_a_missing_socket_are_unreachable() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = Podman::new(&dir.path().join("none.sock"));
-        match p.ping() {
-            Err(ContainerError::Unreachable { socket, reason }) => {
-                assert!(socket.ends_with("none.sock"));
-                assert!(reason.contains("No such file"), "{reason}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        // Reported as retryable.
-        assert!(p.ping().unwrap_err().is_retryable());
-    }
-
-    /// A pooled connection outlives the socket file (removed, or the
-    /// service replaced): the health check must not reuse one.
-    #[test]
-    fn every_ping_opens_a_new_connection() {
-        use std::io::{BufRead, Write};
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("s.sock");
-        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            let mut connections = 0;
-            let mut kept = Vec::new();
-            for _ in 0..2 {
-                let (stream, _) = listener.accept().unwrap();
-                connections += 1;
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
-                    line.clear();
-                }
-                let mut w = stream;
-                w.write_all(
-                    b"HTTP/1.1 200 OK\r\nLibpod-Api-Version: 4.3.1\r\nContent-Length: 2\r\n\r\nOK",
-                )
-                .unwrap();
-                // Kept open: a pooling client could send its next request here.
-                kept.push(w);
-            }
-            connections
-        });
-        let p = Podman::new(&sock);
-        assert_eq!(p.ping().unwrap(), "4.3.1");
-        assert_eq!(p.ping().unwrap(), "4.3.1");
-        assert_eq!(server.join().unwrap(), 2);
-    }
-}
+mod tests;
