@@ -17,7 +17,7 @@ DEV_CONFIG   ?= etc/asu-builder.yaml
 DEV_PODMAN   ?= $(CURDIR)/data/podman
 PODMAN_SH    := tests/podman/service.sh
 
-.PHONY: all build run test lint unit bench bench-stats podman-install podman-up podman-down chromium-install \
+.PHONY: all build run test soak lint unit bench bench-stats podman-install podman-up podman-down chromium-install \
 	test-tools-install install uninstall clean
 
 all: build
@@ -45,7 +45,9 @@ lint:
 
 # Everything CI runs. The Podman tier starts its own private service per
 # test binary; `podman-install` makes sure Podman is there to start, and
-# `chromium-install` the headless browser of tests/browser.rs.
+# `chromium-install` the headless browser of tests/browser.rs. The fault
+# suite (tests/faults_*.rs, tests/supervision.rs) is part of it; it runs as
+# root like the Podman tier (the disk-full test mounts a tmpfs).
 test: lint podman-install chromium-install test-tools-install
 	$(CARGO) test --all-targets
 
@@ -88,6 +90,13 @@ uninstall:
 
 unit:
 	$(CARGO) test --lib
+
+# The long fault runs: ten minutes of 200 clients polling while builds run,
+# and forty kill -9 rounds (80 builds). Same assertions as in `make test`;
+# the figures (latencies, RSS, kill points, outcomes) are printed.
+soak: podman-install
+	FAULT_LOAD_SECONDS=600 FAULT_CRASH_ROUNDS=40 \
+		$(CARGO) test --test faults_load --test faults_crash -- --nocapture --test-threads=1
 
 # Figures, not assertions, written to BENCHMARKS.md: asu-builder, the bare
 # stack and the reference server side by side (tests/bench/README.md).

@@ -9,7 +9,7 @@ use crate::db;
 use crate::descriptors;
 use crate::faults::Faults;
 use crate::metrics::Metrics;
-use crate::queue::{self, Janitor, QueueShared};
+use crate::queue::{self, Janitor, Monitor, QueueShared};
 use crate::stats;
 use crate::upstream::Upstream;
 use std::net::SocketAddr;
@@ -52,6 +52,7 @@ pub struct App {
     workers: Vec<JoinHandle<()>>,
     janitor: Janitor,
     stats: stats::Writer,
+    monitor: Monitor,
 }
 
 pub fn start(config: Config, runtime: Arc<dyn ContainerRuntime>) -> Result<App, StartError> {
@@ -74,15 +75,13 @@ pub fn start_with_faults(
     let metrics = Arc::new(Metrics::default());
     let (stats_writer, recorder) =
         stats::start_writer(Arc::clone(&live), Arc::clone(&metrics)).map_err(StartError::Thread)?;
-    let queue = QueueShared::new(Arc::clone(&live), Arc::clone(&runtime), recorder.clone());
+    let queue = QueueShared::new(
+        Arc::clone(&live),
+        Arc::clone(&runtime),
+        recorder.clone(),
+        faults.clone(),
+    );
 
-    match runtime.ping() {
-        Ok(v) => log::info!(
-            "container runtime answers at {} (version {v})",
-            config.container_socket_path.display()
-        ),
-        Err(e) => log::warn!("{e}; builds will wait and retry until it answers"),
-    }
     // Said once here; each build reads the key again (it may be replaced).
     if let Some(path) = &config.build_key_path
         && crate::builder::sign::find_build_key(Some(path)).is_some()
@@ -90,13 +89,15 @@ pub fn start_with_faults(
         log::info!("images are signed with the build key {}", path.display());
     }
     // Anything still marked running under our worker id died with a
-    // previous process: requeue it and remove its containers.
+    // previous process: back to the queue. Only SQLite here; its containers
+    // are the runtime monitor's, removed once Podman answers and before any
+    // worker claims. Nothing on the way to the listener waits on Podman.
     let own_prefix = format!("{}/", config.worker_id);
     queue::janitor::sweep(&queue, &mut conn, Some(&own_prefix));
     drop(conn);
+    // And whatever they were copying out.
+    crate::store::clear_staging(&config.store_path, &config.worker_id);
 
-    let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
-    let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     let state = Arc::new(AppState {
         live: Arc::clone(&live),
         upstream: Arc::new(upstream),
@@ -122,6 +123,11 @@ pub fn start_with_faults(
     let settings = api::server::ServerSettings { max_connections };
     let server =
         api::server::start(state, settings).map_err(|e| StartError::Server(e.to_string()))?;
+    // The listener answers from here on; Podman is checked in the
+    // background and the workers wait for its first answer.
+    let monitor = queue::spawn_monitor(&queue).map_err(StartError::Thread)?;
+    let workers = queue::spawn_workers(&queue).map_err(StartError::Thread)?;
+    let janitor = queue::spawn_janitor(&queue).map_err(StartError::Thread)?;
     Ok(App {
         live,
         server,
@@ -129,6 +135,7 @@ pub fn start_with_faults(
         workers,
         janitor,
         stats: stats_writer,
+        monitor,
     })
 }
 
@@ -147,11 +154,12 @@ impl App {
         self.server.shed_count()
     }
 
-    /// Run one janitor pass now (expiry, lease recovery, orphan cleanup)
-    /// instead of waiting for the next tick.
+    /// Run one janitor pass (expiry, lease recovery) and one orphan
+    /// container sweep now instead of waiting for the next tick.
     pub fn sweep_now(&self) -> Result<(), db::DbError> {
         let mut conn = db::open(&self.queue.config().database_path)?;
         queue::janitor::sweep(&self.queue, &mut conn, None);
+        queue::monitor::remove_orphan_containers(&self.queue, &mut Some(conn));
         Ok(())
     }
 
@@ -159,6 +167,11 @@ impl App {
     /// tables right after); false if the writer did not answer in time.
     pub fn flush_stats(&self) -> bool {
         self.stats.flush(Duration::from_secs(30))
+    }
+
+    /// The container runtime as the monitor last saw it.
+    pub fn runtime_report(&self) -> queue::RuntimeReport {
+        self.queue.runtime_health.report()
     }
 
     /// Stop accepting and finish in-flight requests; give running builds
@@ -181,6 +194,7 @@ impl App {
             let _ = w.join();
         }
         self.janitor.stop();
+        self.monitor.stop();
         // Last: every producer of statistics events has stopped.
         self.stats.stop();
     }

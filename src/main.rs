@@ -148,7 +148,10 @@ fn serve(cli: &Cli, started: Instant) -> ExitCode {
         ),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }
-    let runtime = Arc::new(Podman::new(&config.container_socket_path));
+    // An exec session (a build step) may take as long as the build may.
+    let exec_limit = Duration::from_secs(config.job_timeout_seconds) + Duration::from_secs(60);
+    let runtime =
+        Arc::new(Podman::new(&config.container_socket_path).with_exec_timeout(exec_limit));
     let workers = config.worker_concurrent;
     let db_path = config.database_path.clone();
     let app = match app::start(config, runtime) {

@@ -21,9 +21,9 @@ pub fn build_dir(store: &Path, bin_dir: &str) -> PathBuf {
     store.join(bin_dir)
 }
 
-/// Where a worker stages its builds: one directory per worker thread.
-pub fn staging_dir(store: &Path, worker: &str) -> PathBuf {
-    let name: String = worker
+/// A worker name as a directory name.
+fn staging_name(worker: &str) -> String {
+    worker
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -32,8 +32,34 @@ pub fn staging_dir(store: &Path, worker: &str) -> PathBuf {
                 '_'
             }
         })
-        .collect();
-    store.join(STAGING_DIR).join(name)
+        .collect()
+}
+
+/// Where a worker stages its builds: one directory per worker thread.
+pub fn staging_dir(store: &Path, worker: &str) -> PathBuf {
+    store.join(STAGING_DIR).join(staging_name(worker))
+}
+
+/// At start-up: remove what the workers of `worker_id` (`worker_id/N`)
+/// staged in a previous life that was killed mid-copy, however large.
+/// Other processes' staging directories are left alone.
+pub fn clear_staging(store: &Path, worker_id: &str) {
+    let prefix = format!("{}_", staging_name(worker_id));
+    let Ok(entries) = std::fs::read_dir(store.join(STAGING_DIR)) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            // `N`, or `N.replaced-PID` left by the fallback in `publish`.
+            .and_then(|n| n.split('.').next())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if ours {
+            discard(&entry.path());
+        }
+    }
 }
 
 /// Rename `staging` to `dest`, replacing an existing `dest` whole.
@@ -46,8 +72,23 @@ pub fn publish(staging: &Path, dest: &Path) -> io::Result<()> {
         Err(e) if !dest.exists() => return Err(e),
         Err(_) => {}
     }
-    // Another build of this bin_dir is already there: swap it out, then
-    // delete it. Downloads that opened a file keep reading the old inode.
+    // Another build of this bin_dir is already there (an alias and its
+    // profile, or a rebuild after a crash): exchange the two in one step,
+    // so `dest` is never missing, not even to a process killed here; the
+    // old build, now in `staging`, is deleted (or cleared at the next
+    // start-up). Downloads that opened a file keep reading the old inode.
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, staging, cwd, dest, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => {
+            if let Err(e) = std::fs::remove_dir_all(staging) {
+                log::warn!("could not remove replaced build {}: {e}", staging.display());
+            }
+            return Ok(());
+        }
+        // A file system without RENAME_EXCHANGE: move the old one aside.
+        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
+        Err(e) => return Err(e.into()),
+    }
     let old = staging.with_extension(format!("replaced-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&old);
     std::fs::rename(dest, &old)?;
@@ -159,6 +200,28 @@ mod tests {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         discard(&staging);
+    }
+
+    #[test]
+    fn a_previous_life_s_staging_is_cleared_and_no_one_else_s() {
+        let root = tempfile::tempdir().unwrap();
+        let store = root.path();
+        for worker in ["w/1", "w/12", "w/3.replaced-77", "w_b/1", "other/1", "w/x"] {
+            let dir = staging_dir(store, worker);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("image.bin"), b"partial").unwrap();
+        }
+        clear_staging(store, "w");
+        let left: std::collections::BTreeSet<String> = std::fs::read_dir(store.join(STAGING_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            left.into_iter().collect::<Vec<_>>(),
+            ["other_1", "w_b_1", "w_x"]
+        );
+        // Nothing staged at all is fine.
+        clear_staging(&store.join("missing"), "w");
     }
 
     #[test]

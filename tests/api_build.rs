@@ -241,35 +241,99 @@ fn user_error_texts_reach_the_client() {
     assert!(env.runtime.live_containers().is_empty());
 }
 
-#[test]
-fn infrastructure_errors_are_retried_until_the_runtime_is_back() {
-    let env = start(|_| {});
-    env.runtime.set_unreachable(true);
-    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
-    let db = env.dir.path().join("data/builder.db");
-    testapp::wait_attempted(&db, &hash, Duration::from_secs(10));
-    // The failed attempt goes back to the queue to wait out its backoff; all
-    // along, the client sees a job in progress, never an error.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
-        assert_eq!(r.status, 202, "{}", r.text());
-        if r.json()["detail"] == "queued" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never requeued: {}", r.text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    env.runtime.set_unreachable(false);
-    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
-    assert_eq!(done.status, 200, "{}", done.text());
-    assert!(testapp::attempts(&db, &hash) >= 2);
+fn health(env: &Env) -> Value {
+    let r = http::get(&env.app.url("/health"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
 }
 
 #[test]
-fn infrastructure_errors_give_up_after_max_attempts_with_a_clear_detail() {
+fn jobs_stay_queued_while_the_runtime_does_not_answer() {
     let env = start(|_| {});
     env.runtime.set_unreachable(true);
+    // Whatever the first check saw, the monitor reports the outage soon.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health(&env)["container_runtime"] != "degraded" {
+        assert!(
+            Instant::now() < deadline,
+            "never degraded: {}",
+            health(&env)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let h = health(&env);
+    assert_eq!(h["status"], "ok");
+    assert!(
+        h["container_runtime_detail"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{h}"
+    );
+    let stats = http::get(&env.app.url("/api/v1/stats")).json();
+    assert_eq!(stats["container_runtime"], "degraded", "{stats}");
+
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
+    let db = env.dir.path().join("data/builder.db");
+    // Three more health checks fail: the workers had every chance to claim.
+    let pings = env.runtime.pings();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.runtime.pings() < pings + 3 {
+        assert!(Instant::now() < deadline, "the monitor stopped checking");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = http::get(&env.app.url(&format!("/api/v1/build/{hash}")));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["detail"], "queued");
+    assert_eq!(testapp::attempts(&db, &hash), 0, "an attempt was spent");
+
+    env.runtime.set_unreachable(false);
+    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(testapp::attempts(&db, &hash), 1);
+    assert_eq!(health(&env)["container_runtime"], "up");
+    assert!(health(&env).get("container_runtime_detail").is_none());
+}
+
+#[test]
+fn a_runtime_lost_mid_build_is_retried_as_soon_as_it_answers() {
+    let env = start(|_| {});
+    env.runtime
+        .lose_execs
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
+    // No backoff to wait out: the retry follows the runtime's next answer.
+    let done = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
+    assert_eq!(done.status, 200, "{}", done.text());
+    let db = env.dir.path().join("data/builder.db");
+    assert_eq!(testapp::attempts(&db, &hash), 2);
+    assert!(env.runtime.live_containers().is_empty());
+}
+
+#[test]
+fn a_runtime_lost_under_every_build_fails_the_job_after_max_attempts() {
+    let env = start(|_| {});
+    env.runtime
+        .lose_execs
+        .store(1000, std::sync::atomic::Ordering::SeqCst);
+    let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
+    let r = http::wait_final(&env.app.base, &hash, Duration::from_secs(30));
+    assert_eq!(r.status, 500, "{}", r.text());
+    let detail = r.json()["detail"].as_str().unwrap().to_string();
+    assert!(
+        detail.starts_with("Error: Container runtime failed during make info:"),
+        "{detail}"
+    );
+    assert!(detail.contains("unreachable"), "{detail}");
+    assert!(detail.ends_with("(gave up after 4 attempts)"), "{detail}");
+}
+
+#[test]
+fn retryable_errors_back_off_then_give_up_with_a_clear_detail() {
+    let env = start(|_| {});
+    env.runtime
+        .kill_make_image
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let hash = http::request_hash(&http::post_build(&env.app.base, &request(&["vim"])));
     let db = env.dir.path().join("data/builder.db");
     // Skip the backoff waits: make the job claimable again right away.
@@ -287,7 +351,7 @@ fn infrastructure_errors_give_up_after_max_attempts_with_a_clear_detail() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let detail = r.json()["detail"].as_str().unwrap().to_string();
-    assert!(detail.contains("unreachable"), "{detail}");
+    assert!(detail.contains("killed during make image"), "{detail}");
     assert!(detail.contains("gave up after 4 attempts"), "{detail}");
 }
 

@@ -106,6 +106,15 @@ fn queue_positions_count_jobs_ahead() {
 }
 
 #[test]
+fn a_pending_limit_beyond_i64_does_not_wrap_into_overload() {
+    // The loader refuses this; a Config built in code must not wrap either
+    // (above 2^63 it became negative in SQLite and every POST got 529).
+    let (_d, _u, app) = start_with(|c| c.max_pending_jobs = u64::MAX);
+    let r = http::post_json(&app.url("/api/v1/build"), &request(&["a"]));
+    assert_eq!(r.status, 202, "{}", r.text());
+}
+
+#[test]
 fn overload_answers_529_with_reference_body() {
     let (_d, _u, app) = start_with(|c| c.max_pending_jobs = 1);
     assert_eq!(

@@ -395,7 +395,7 @@ fn unreachable_runtime_is_an_infrastructure_failure() {
     rt.set_unreachable(true);
     let r = run(&rt, request());
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Retryable);
+    assert_eq!(f.kind, FailureKind::RuntimeLost);
     assert!(f.detail.starts_with("Error: "), "{}", f.detail);
     assert!(f.detail.contains("unreachable"), "{}", f.detail);
     assert!(rt.created().is_empty());
@@ -415,7 +415,7 @@ fn runtime_lost_mid_build_still_attempts_removal() {
     };
     let r = run_with(&rt, &config(), request(), progress);
     let f = failure(&r);
-    assert_eq!(f.kind, FailureKind::Retryable);
+    assert_eq!(f.kind, FailureKind::RuntimeLost);
     assert!(f.detail.contains("make manifest"), "{}", f.detail);
     let created = rt.containers();
     assert_eq!(

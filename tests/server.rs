@@ -219,6 +219,7 @@ fn requests_that_waited_too_long_are_shed_with_503() {
                 let _ = release_rx.lock().unwrap().recv();
             }
         })),
+        ..Faults::none()
     };
     let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
     let app = TestApp::start_with_faults(cfg, runtime, faults);
@@ -259,6 +260,7 @@ fn a_panicking_handler_answers_500_and_the_pool_stays_whole() {
             }
             _ => {}
         })),
+        ..Faults::none()
     };
     let runtime = Arc::new(Podman::new(&dir.path().join("absent.sock")));
     let app = TestApp::start_with_faults(cfg, runtime, faults);

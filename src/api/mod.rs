@@ -147,7 +147,7 @@ impl<'a> Handler<'a> {
             Kind::BuildStatus => longpoll::poll(state, &self.conn, m.param(0), &req.query),
             Kind::BuildCancel => respond(control::cancel(state, &mut self.conn, m.param(0), req)),
             Kind::BuildRetry => respond(control::retry(state, &mut self.conn, m.param(0), req)),
-            Kind::Health => respond(Response::json(200, &json!({"status": "ok"}))),
+            Kind::Health => respond(health(state)),
             Kind::Stats => respond(stats::queue_stats(state, &self.conn)),
             Kind::StatsApi(name) => respond(stats::route(state, &self.conn, name, &req.query)),
             Kind::Metrics => respond(stats::metrics(state, &self.conn)),
@@ -201,6 +201,18 @@ fn allowed(matched: &[Matched<'_>]) -> String {
         }
     }
     out.join(", ")
+}
+
+/// Liveness: 200 whenever the process answers, so a supervisor does not
+/// restart it in a loop while Podman is away. The container runtime's state
+/// is a field: `up`, or `degraded` with the reason.
+fn health(state: &AppState) -> Response {
+    let runtime = state.queue.runtime_health.report();
+    let mut body = json!({"status": "ok", "container_runtime": runtime.state()});
+    if !runtime.up {
+        body["container_runtime_detail"] = runtime.detail.into();
+    }
+    Response::json(200, &body)
 }
 
 fn not_found() -> Response {

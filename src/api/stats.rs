@@ -176,6 +176,8 @@ pub fn queue_stats(state: &AppState, conn: &Connection) -> Response {
             "completed_24h": day.successes,
             "failed_24h": day.failures,
             "adopted_24h": day.adopted,
+            // `degraded` while Podman does not answer: jobs stay queued.
+            "container_runtime": state.queue.runtime_health.state(),
         }))
     };
     match read() {

@@ -67,10 +67,13 @@ pub enum FailureKind {
     /// (impossible packages, wrong revision, too big, missing image, …) or
     /// the pipeline itself broke (a panic). Fail at once.
     Permanent,
-    /// The runtime's state got in the way (Podman unreachable, a deadline,
-    /// a killed container, …; see `ContainerError::is_retryable`): retry
+    /// The runtime's state got in the way (an error answer, a killed
+    /// container, local disk, …; see `ContainerError::is_retryable`): retry
     /// with backoff.
     Retryable,
+    /// The runtime stopped answering mid-build (`ContainerError::
+    /// is_runtime_lost`): retry as soon as it answers again, no backoff.
+    RuntimeLost,
 }
 
 #[derive(Debug, Clone)]

@@ -86,7 +86,9 @@ impl<'a> Build<'a> {
     }
 
     fn runtime_failure(&self, err: ContainerError, during: &str) -> BuildFailure {
-        let kind = if err.is_retryable() {
+        let kind = if err.is_runtime_lost() {
+            FailureKind::RuntimeLost
+        } else if err.is_retryable() {
             FailureKind::Retryable
         } else {
             FailureKind::Permanent
@@ -104,6 +106,14 @@ impl<'a> Build<'a> {
             }
             ContainerError::UnsafeArchive(what) => {
                 self.fail(kind, format!("Unsafe build output ({during}): {what}"))
+            }
+            // The server's disk, not the runtime: say so, without its paths.
+            ContainerError::StoreFull(what) => {
+                log::warn!("job {}: store full: {what}", self.job.request_hash);
+                self.fail(
+                    kind,
+                    "No space left in the store for the images of this build",
+                )
             }
             other => self.fail(
                 kind,
@@ -269,17 +279,18 @@ impl<'a> Build<'a> {
         );
     }
 
-    /// Create the container; a leftover of the same name (from a crashed
-    /// earlier attempt of this job on this worker) is removed once.
+    /// Create the container. The name belongs to this job on this worker,
+    /// so a container holding it is a leftover of an earlier attempt (the
+    /// runtime or this process went away while it ran): it is removed and
+    /// the create tried once more, instead of failing the attempt.
     fn create(&self, spec: &ContainerSpec) -> Result<String, BuildFailure> {
         match self.runtime.create(spec) {
             Ok(id) => Ok(id),
-            Err(ContainerError::Api {
-                status: 409,
-                message,
-            }) => {
-                log::warn!("container {} exists ({message}); replacing it", spec.name);
-                let _ = self.runtime.remove(&spec.name);
+            Err(e) if e.is_name_conflict() => {
+                log::warn!("container {} exists ({e}); replacing it", spec.name);
+                if let Err(e) = self.runtime.remove(&spec.name) {
+                    log::warn!("removing the leftover container {} failed: {e}", spec.name);
+                }
                 self.runtime
                     .create(spec)
                     .map_err(|e| self.runtime_failure(e, "container create"))

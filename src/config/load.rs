@@ -7,7 +7,7 @@
 
 use super::branches::all_package_changes;
 use super::error::{ConfigError, Origin};
-use super::value::{Field, MAX_SECONDS, Raw, invalid, render_value};
+use super::value::{Field, Raw, invalid, render_value};
 use super::{Branch, Config};
 use serde::Deserialize;
 use serde_norway::Value;
@@ -21,26 +21,9 @@ const DEFAULT_FILES: [&str; 2] = ["./config.yaml", "/etc/asu-builder/config.yaml
 /// Environment variables with this prefix set configuration keys.
 const ENV_PREFIX: &str = "ASU_";
 
-/// Bounds of `server_max_connections`: fewer than this many would make a
-/// handful of browsers look like an attack; more than this, the thread per
-/// connection costs more than the host has.
-const MIN_CONNECTIONS: u64 = 16;
-const MAX_CONNECTIONS: u64 = 100_000;
-
-/// Bounds of `server_max_body_bytes`.
-const MIN_BODY_BYTES: u64 = 4 * 1024;
-const MAX_BODY_BYTES: u64 = 16 * 1024 * 1024;
-
-/// Upper bound for the statistics retention keys: ten years of days.
-pub const MAX_STATS_DAYS: u64 = 3650;
-
 /// Shortest `admin_token`: 16 characters of a random token are out of
 /// reach of guessing over HTTP.
 const MIN_TOKEN_LEN: usize = 16;
-
-/// Parked long-poll requests are cheap (a socket and a few hundred bytes);
-/// the bound keeps a flood of them from holding every connection.
-const MAX_LONG_POLL_WAITERS: u64 = 10_000;
 
 const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
 
@@ -275,9 +258,8 @@ fn apply_key(
     match key {
         "server_host" => config.server_host = v.nonempty_string()?,
         "server_port" => {
-            let port = v.integer(1, u16::MAX.into(), "expected an integer 1-65535")?;
-            // In range by the check above.
-            config.server_port = u16::try_from(port).unwrap_or(u16::MAX);
+            let port = v.bounded()?;
+            config.server_port = u16::try_from(port).map_err(|_| v.invalid("a port"))?;
         }
         "database_path" => config.database_path = v.path()?,
         "public_path" => {
@@ -298,14 +280,14 @@ fn apply_key(
         }
         "container_socket_path" => config.container_socket_path = v.path()?,
         "imagebuilder_registry" => config.imagebuilder_registry = v.token()?,
-        "max_pending_jobs" => config.max_pending_jobs = v.positive(u64::MAX)?,
-        "job_timeout_seconds" => config.job_timeout_seconds = v.positive(MAX_SECONDS)?,
-        "build_ttl_seconds" => config.build_ttl_seconds = v.seconds()?,
-        "failure_ttl_seconds" => config.failure_ttl_seconds = v.seconds()?,
+        "max_pending_jobs" => config.max_pending_jobs = v.bounded()?,
+        "job_timeout_seconds" => config.job_timeout_seconds = v.bounded()?,
+        "build_ttl_seconds" => config.build_ttl_seconds = v.bounded()?,
+        "failure_ttl_seconds" => config.failure_ttl_seconds = v.bounded()?,
         "allow_defaults" => config.allow_defaults = v.boolean()?,
         "worker_id" => config.worker_id = v.token()?,
-        "worker_concurrent" => config.worker_concurrent = v.threads()?,
-        "worker_poll_seconds" => config.worker_poll_seconds = v.positive(MAX_SECONDS)?,
+        "worker_concurrent" => config.worker_concurrent = v.bounded_size()?,
+        "worker_poll_seconds" => config.worker_poll_seconds = v.bounded()?,
         "package_changes_url" => config.package_changes_url = v.optional_http_url()?,
         "log_level" => {
             let s = v.string()?.to_ascii_lowercase();
@@ -314,48 +296,30 @@ fn apply_key(
             }
             config.log_level = s;
         }
-        "versioned_build_ttl_seconds" => config.versioned_build_ttl_seconds = v.seconds()?,
-        "defaults_build_ttl_seconds" => config.defaults_build_ttl_seconds = v.seconds()?,
-        "max_custom_rootfs_size_mb" => {
-            config.max_custom_rootfs_size_mb =
-                v.integer(0, u64::MAX, "expected a non-negative integer")?
-        }
-        "max_defaults_length" => {
-            let n = v.integer(0, u32::MAX.into(), "expected an integer 0-4294967295")?;
-            config.max_defaults_length = usize::try_from(n).unwrap_or(usize::MAX);
-        }
+        "versioned_build_ttl_seconds" => config.versioned_build_ttl_seconds = v.bounded()?,
+        "defaults_build_ttl_seconds" => config.defaults_build_ttl_seconds = v.bounded()?,
+        "max_custom_rootfs_size_mb" => config.max_custom_rootfs_size_mb = v.bounded()?,
+        "max_defaults_length" => config.max_defaults_length = v.bounded_size()?,
         "repository_allow_list" => config.repository_allow_list = v.url_list()?,
         "cache_url" => config.cache_url = v.optional_http_url()?,
         "container_network" => config.container_network = v.network_name()?,
-        "server_threads" => config.server_threads = v.threads()?,
-        "server_max_connections" => {
-            config.server_max_connections = v.size(MIN_CONNECTIONS, MAX_CONNECTIONS)?
-        }
+        "server_threads" => config.server_threads = v.bounded_size()?,
+        "server_max_connections" => config.server_max_connections = v.bounded_size()?,
         "server_keepalive_timeout_seconds" => {
-            config.server_keepalive_timeout_seconds = v.ranged(1, 3600)?
+            config.server_keepalive_timeout_seconds = v.bounded()?
         }
-        "server_request_timeout_seconds" => {
-            config.server_request_timeout_seconds = v.ranged(1, 600)?
-        }
-        "server_write_timeout_seconds" => {
-            config.server_write_timeout_seconds = v.ranged(1, 3600)?
-        }
-        "server_max_body_bytes" => {
-            config.server_max_body_bytes = v.size(MIN_BODY_BYTES, MAX_BODY_BYTES)?
-        }
-        "server_queue_timeout_ms" => config.server_queue_timeout_ms = v.ranged(10, 60_000)?,
+        "server_request_timeout_seconds" => config.server_request_timeout_seconds = v.bounded()?,
+        "server_write_timeout_seconds" => config.server_write_timeout_seconds = v.bounded()?,
+        "server_max_body_bytes" => config.server_max_body_bytes = v.bounded_size()?,
+        "server_queue_timeout_ms" => config.server_queue_timeout_ms = v.bounded()?,
         "cors_allow_origin" => config.cors_allow_origin = v.header_value()?,
         "build_key_path" => config.build_key_path = v.optional_path()?,
-        "stats_retention_days" => config.stats_retention_days = v.positive(MAX_STATS_DAYS)?,
-        "stats_rollup_retention_days" => {
-            config.stats_rollup_retention_days = v.positive(MAX_STATS_DAYS)?
-        }
+        "stats_retention_days" => config.stats_retention_days = v.bounded()?,
+        "stats_rollup_retention_days" => config.stats_rollup_retention_days = v.bounded()?,
         "admin_token" => config.admin_token = v.optional_secret(MIN_TOKEN_LEN)?,
-        "long_poll_max_waiters" => {
-            config.long_poll_max_waiters = v.size(0, MAX_LONG_POLL_WAITERS)?
-        }
+        "long_poll_max_waiters" => config.long_poll_max_waiters = v.bounded_size()?,
         "store_gc" => config.store_gc = v.boolean()?,
-        "store_adopt_settle_seconds" => config.store_adopt_settle_seconds = v.ranged(0, 86_400)?,
+        "store_adopt_settle_seconds" => config.store_adopt_settle_seconds = v.bounded()?,
         _ => {
             return Err(ConfigError::UnknownKey {
                 key: key.to_string(),
@@ -434,7 +398,7 @@ impl BranchFields {
                 "branch_off_rev" => {
                     out.branch_off_rev = Some(match value {
                         Value::Null => None,
-                        _ => Some(v.integer(0, u64::MAX, "expected a revision number or null")?),
+                        _ => Some(v.bounded()?),
                     })
                 }
                 "package_changes" => out.package_changes = Some(v.package_changes()?),

@@ -4,12 +4,14 @@
 //! `LiveConfig` (`live.rs`), which SIGHUP replaces. Loading and validation
 //! live in `load.rs`; the built-in branch table in `branches.rs`.
 
+mod bounds;
 mod branches;
 mod error;
 mod live;
 mod load;
 mod value;
 
+pub use bounds::{BOUNDS, Bound, bound_of};
 pub use branches::{Branch, PackageChange, branch_name, branch_of, default_branches, version_path};
 pub use error::{ConfigError, Origin};
 pub use live::{IntoLive, LIVE_KEYS, LiveConfig, Reload, merge};

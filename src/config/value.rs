@@ -3,17 +3,10 @@
 //! its origin on failure.
 
 use super::PackageChange;
+use super::bounds::bound_of;
 use super::error::{ConfigError, Origin};
 use serde_norway::Value;
 use std::path::PathBuf;
-
-/// Upper bound for every `*_seconds` key: ten years. Keeps `now + ttl`
-/// arithmetic (done in i64 by chrono and SQLite) far away from overflow.
-pub(super) const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-/// Upper bound for thread counts: more threads than this only exhausts the
-/// host, and a typo like `40000` should fail loudly instead of at spawn.
-const MAX_THREADS: u64 = 1024;
 
 /// A raw value from either source. File values keep their YAML type;
 /// environment values are always text and get parsed per key.
@@ -170,27 +163,20 @@ impl Field<'_> {
         self.integer(min, max, &format!("expected an integer {min}-{max}"))
     }
 
-    /// A count or size held in a `usize` (bounded far below its range).
-    pub(super) fn size(&self, min: u64, max: u64) -> Result<usize, ConfigError> {
-        let n = self.ranged(min, max)?;
-        usize::try_from(n).map_err(|_| self.invalid(&format!("expected an integer {min}-{max}")))
+    /// An integer within the key's range in `bounds::BOUNDS`.
+    pub(super) fn bounded(&self) -> Result<u64, ConfigError> {
+        match bound_of(self.key) {
+            Some(b) => self.ranged(b.min, b.max),
+            // Only a key added without its range gets here; a unit test in
+            // `bounds` holds every numeric key to the table.
+            None => Err(self.invalid("a number, but no range is known for this key")),
+        }
     }
 
-    pub(super) fn positive(&self, max: u64) -> Result<u64, ConfigError> {
-        self.integer(1, max, &format!("expected an integer 1-{max}"))
-    }
-
-    pub(super) fn seconds(&self) -> Result<u64, ConfigError> {
-        self.integer(
-            0,
-            MAX_SECONDS,
-            &format!("expected a number of seconds 0-{MAX_SECONDS}"),
-        )
-    }
-
-    pub(super) fn threads(&self) -> Result<usize, ConfigError> {
-        let n = self.positive(MAX_THREADS)?;
-        Ok(usize::try_from(n).unwrap_or(1))
+    /// `bounded`, for a count or size held in a `usize`.
+    pub(super) fn bounded_size(&self) -> Result<usize, ConfigError> {
+        let n = self.bounded()?;
+        usize::try_from(n).map_err(|_| self.invalid("a number too large for this machine"))
     }
 
     /// YAML booleans, and the spellings people use in env files and in

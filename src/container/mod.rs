@@ -77,8 +77,11 @@ pub enum ContainerError {
     Api { status: u16, message: String },
     /// An archive from the container tried to leave its directory, or was malformed.
     UnsafeArchive(String),
-    /// Local I/O while streaming files (store directory, disk full, …).
+    /// Local I/O while streaming files (store directory, …).
     Io(String),
+    /// The local disk holding the build output is full. Retryable: expiry
+    /// or an operator may free space.
+    StoreFull(String),
     /// A call took longer than its deadline.
     Timeout(String),
 }
@@ -97,6 +100,26 @@ impl ContainerError {
             ContainerError::ImageMissing { .. } | ContainerError::UnsafeArchive(_)
         )
     }
+
+    /// A create refused because a container already holds the name: 409
+    /// from newer libpod, 500 "… is already in use …" from Podman 4.
+    pub fn is_name_conflict(&self) -> bool {
+        match self {
+            ContainerError::Api { status: 409, .. } => true,
+            ContainerError::Api { message, .. } => message.contains("is already in use"),
+            _ => false,
+        }
+    }
+
+    /// The runtime stopped answering: nothing listens on the socket, the
+    /// connection broke, or a call's deadline passed. Not about the build:
+    /// the queue retries it as soon as the runtime answers again.
+    pub fn is_runtime_lost(&self) -> bool {
+        matches!(
+            self,
+            ContainerError::Unreachable { .. } | ContainerError::Timeout(_)
+        )
+    }
 }
 
 impl std::fmt::Display for ContainerError {
@@ -113,6 +136,7 @@ impl std::fmt::Display for ContainerError {
             }
             ContainerError::UnsafeArchive(s) => write!(f, "unsafe archive: {s}"),
             ContainerError::Io(s) => write!(f, "I/O error: {s}"),
+            ContainerError::StoreFull(s) => write!(f, "no space left for the build output: {s}"),
             ContainerError::Timeout(s) => write!(f, "timeout: {s}"),
         }
     }
@@ -184,6 +208,7 @@ mod tests {
             ),
             (ContainerError::Timeout(s()), true),
             (ContainerError::Io(s()), true),
+            (ContainerError::StoreFull(s()), true),
             (api(500), true),
             (api(502), true),
             (api(404), true),
@@ -201,5 +226,33 @@ mod tests {
         for (error, retryable) in table {
             assert_eq!(error.is_retryable(), retryable, "{error:?}");
         }
+    }
+
+    #[test]
+    fn lost_runtimes_and_name_conflicts_are_recognised() {
+        let api = |status, message: &str| ContainerError::Api {
+            status,
+            message: message.into(),
+        };
+        let unreachable = ContainerError::Unreachable {
+            socket: "/run/podman/podman.sock".into(),
+            reason: "Connection refused".into(),
+        };
+        assert!(unreachable.is_runtime_lost());
+        assert!(ContainerError::Timeout("ping".into()).is_runtime_lost());
+        assert!(!api(500, "boom").is_runtime_lost());
+        assert!(!ContainerError::Io("No space left on device".into()).is_runtime_lost());
+
+        // Podman 4.3's answer to a create whose name is taken, verbatim.
+        let podman4 = api(
+            500,
+            "create container asu-x-worker-1-1: creating container storage: the container \
+             name \"asu-x-worker-1-1\" is already in use by 2eec62d05ebc. You have to remove \
+             that container to be able to reuse that name: that name is already in use",
+        );
+        assert!(podman4.is_name_conflict());
+        assert!(api(409, "conflict").is_name_conflict());
+        assert!(!api(500, "OCI runtime error").is_name_conflict());
+        assert!(!unreachable.is_name_conflict());
     }
 }

@@ -230,8 +230,9 @@ pub fn enqueue(conn: &mut Connection, job: &NewJob<'_>) -> Result<EnqueueOutcome
             "SELECT count(*) FROM build_jobs WHERE status = {pending}"
         ))?
         .query_row([], |r| r.get(0))?;
-    // The reference refuses once the queue is longer than the limit.
-    if pending > job.max_pending as i64 {
+    // The reference refuses once the queue is longer than the limit. The
+    // configuration bounds it far below i64::MAX; saturate regardless.
+    if pending > i64::try_from(job.max_pending).unwrap_or(i64::MAX) {
         return Ok(EnqueueOutcome::Overloaded(pending));
     }
     save_request(
@@ -440,6 +441,17 @@ pub fn requeue(
          WHERE id = ?1 AND status = {running}"
     ))?
     .execute(params![job_id, not_before, refund, note, Phase::Queued])?;
+    Ok(())
+}
+
+/// End `worker`'s lease on a job it can no longer finish (its thread
+/// panicked), so the next `recover_abandoned` takes it at once.
+pub fn release_lease(conn: &Connection, job_id: i64, worker: &str) -> Result<(), DbError> {
+    conn.prepare_cached(status_sql!(
+        "UPDATE build_jobs SET lease_expires_at = 0 \
+         WHERE id = ?1 AND worker_id = ?2 AND status = {running}"
+    ))?
+    .execute(params![job_id, worker])?;
     Ok(())
 }
 

@@ -44,6 +44,10 @@ pub enum Disposition<'o> {
 ///   the error said: running it again would time out again.
 /// - A retryable failure is retried with backoff until `max` attempts, then
 ///   fails saying so; a permanent one fails at once.
+/// - A runtime lost mid-build is retried without backoff: workers claim
+///   only while the runtime answers its health check, so the retry starts
+///   as soon as it is back. The attempt counts (the build may be what
+///   breaks the runtime), so a job survives `max - 1` outages.
 pub fn disposition<'o>(
     outcome: &'o Result<BuildSuccess, BuildFailure>,
     attempt: &Attempt,
@@ -60,10 +64,14 @@ pub fn disposition<'o>(
         };
     }
     let timed_out = attempt.elapsed.as_secs() >= attempt.job_timeout_seconds;
-    let retryable = failure.kind == FailureKind::Retryable;
+    let retryable = failure.kind != FailureKind::Permanent;
     if retryable && !timed_out && attempt.number < attempt.max {
+        let after = match failure.kind {
+            FailureKind::RuntimeLost => Duration::ZERO,
+            _ => retry_backoff(attempt.number),
+        };
         return Disposition::Retry {
-            after: retry_backoff(attempt.number),
+            after,
             refund: false,
             note: failure.detail.clone(),
         };
@@ -148,6 +156,7 @@ mod tests {
         let ok = Ok(BuildSuccess::default());
         let r = Err(failure(Retryable));
         let p = Err(failure(Permanent));
+        let lost = Err(failure(RuntimeLost));
         let timed_out = "Error: Build timed out after 600 seconds (job_timeout_seconds)";
         let rows = [
             (&ok, attempt(1, 10, false), Want::Complete),
@@ -170,6 +179,19 @@ mod tests {
             (
                 &r,
                 attempt(4, 900, true),
+                retry(0, true, "requeued at shutdown"),
+            ),
+            (&lost, attempt(1, 10, false), retry(0, false, "Error: boom")),
+            (&lost, attempt(3, 10, false), retry(0, false, "Error: boom")),
+            (
+                &lost,
+                attempt(4, 10, false),
+                fail("Error: boom (gave up after 4 attempts)", RuntimeLost),
+            ),
+            (&lost, attempt(2, 600, false), fail(timed_out, RuntimeLost)),
+            (
+                &lost,
+                attempt(2, 10, true),
                 retry(0, true, "requeued at shutdown"),
             ),
             (&p, attempt(1, 10, false), fail("Error: boom", Permanent)),

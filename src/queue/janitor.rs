@@ -1,20 +1,27 @@
 //! The janitor thread: renews leases of running builds, expires results and
 //! failures (rows, and the store directories this service published, unless
-//! `store_gc` is off), requeues jobs whose worker died,
-//! and removes containers labelled as ours that no running job owns.
+//! `store_gc` is off) and requeues jobs whose worker died. It only touches SQLite and the store, never Podman (the runtime
+//! monitor does), so leases keep renewing whatever Podman does. Each pass
+//! runs under `catch_unwind`; a panic or a database it cannot reach costs
+//! that pass, and it tries again after a pause growing from 1 s to 30 s.
 
-use super::{LEASE, LEASE_RENEW, QueueShared, Stop, stop_container, stop_job_containers};
-use crate::container::{LABEL_JOB, LABEL_SERVICE, LABEL_WORKER};
-use crate::db::{self, jobs};
+use super::supervise::{Backoff, panic_message};
+use super::{LEASE, LEASE_RENEW, QueueShared};
+use crate::db::{self, DbError, jobs};
+use crate::faults::JanitorPoint;
 use crate::store;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often expiry, lease recovery and orphan cleanup run.
+/// How often expiry and lease recovery run.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Pauses after a failed pass.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub struct Janitor {
     stop: Sender<()>,
@@ -38,29 +45,70 @@ pub fn spawn_janitor(shared: &Arc<QueueShared>) -> std::io::Result<Janitor> {
 }
 
 fn janitor_loop(shared: &QueueShared, stop: &Receiver<()>) {
-    let mut conn = match db::open(&shared.config().database_path) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("janitor: {e}; leases, expiry and cleanup are not running");
-            return;
-        }
-    };
+    let mut conn: Option<Connection> = None;
+    let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
+    let mut pause = LEASE_RENEW;
     let mut last_sweep = Instant::now();
     loop {
-        match stop.recv_timeout(LEASE_RENEW) {
+        match stop.recv_timeout(pause) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
             _ => return,
         }
-        renew_leases(shared, &conn);
-        kill_overdue(shared);
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            sweep(shared, &mut conn, None);
-            last_sweep = Instant::now();
-        }
+        let pass = catch_unwind(AssertUnwindSafe(|| {
+            janitor_pass(shared, &mut conn, &mut last_sweep)
+        }));
+        let failure = match pass {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(format!("panicked: {}", panic_message(panic.as_ref()))),
+        };
+        pause = match failure {
+            None => {
+                retry.reset();
+                LEASE_RENEW
+            }
+            Some(why) => {
+                // The connection may be broken or mid-transaction.
+                conn = None;
+                let next = retry.next_pause();
+                log::error!(
+                    "janitor: {why}; leases, recovery and expiry try again in {} s",
+                    next.as_secs_f64()
+                );
+                next
+            }
+        };
     }
 }
 
-fn renew_leases(shared: &QueueShared, conn: &Connection) {
+/// One pass: (re)open the connection if needed, renew leases, and sweep
+/// when one is due.
+fn janitor_pass(
+    shared: &QueueShared,
+    conn: &mut Option<Connection>,
+    last_sweep: &mut Instant,
+) -> Result<(), DbError> {
+    let c = match conn {
+        Some(c) => c,
+        None => {
+            shared.faults.at_janitor(JanitorPoint::Open);
+            conn.insert(db::open(&shared.config().database_path)?)
+        }
+    };
+    shared.faults.at_janitor(JanitorPoint::Renew);
+    renew_leases(shared, c)?;
+    if last_sweep.elapsed() >= SWEEP_EVERY {
+        shared.faults.at_janitor(JanitorPoint::Sweep);
+        sweep(shared, c, None);
+        *last_sweep = Instant::now();
+    }
+    // After a burst (a flood of rejected requests, many uploads at once)
+    // the freed memory goes back to the OS within one tick.
+    crate::allocator::release_free_memory();
+    Ok(())
+}
+
+fn renew_leases(shared: &QueueShared, conn: &Connection) -> Result<(), DbError> {
     let running: Vec<(i64, String)> = shared
         .inflight
         .snapshot()
@@ -68,53 +116,22 @@ fn renew_leases(shared: &QueueShared, conn: &Connection) {
         .map(|j| (j.job_id, j.worker))
         .collect();
     if running.is_empty() {
-        return;
+        return Ok(());
     }
     let until = db::now_ms() + LEASE.as_millis() as i64;
-    if let Err(e) = jobs::renew_leases(conn, &running, until) {
-        log::warn!("janitor: renewing {} leases failed: {e}", running.len());
-    }
-}
-
-/// The container's own `timeout` normally ends an overlong build; this is
-/// the backstop for when it did not (a runtime that ignores it, a hung exec).
-fn kill_overdue(shared: &QueueShared) {
-    let limit = std::time::Duration::from_secs(shared.config().job_timeout_seconds);
-    for job in shared.inflight.snapshot() {
-        if job.aborted || job.started.elapsed() <= limit {
-            continue;
-        }
-        stop_job_containers(
-            shared.runtime.as_ref(),
-            &job.request_hash,
-            Stop::Kill,
-            &format!("job {} is past job_timeout_seconds", job.request_hash),
-        );
-    }
+    jobs::renew_leases(conn, &running, until)
 }
 
 /// One pass of recovery and expiry. At start-up `own_prefix` is this
 /// process's worker id: anything still marked running under it is left over
 /// from a previous life (kill -9, power loss) and goes back to the queue.
 pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&str>) {
-    let config = &shared.config();
-    let failure_expiry = db::now_ms() + config.failure_ttl_seconds as i64 * 1000;
-    match jobs::recover_abandoned(conn, own_prefix, failure_expiry) {
-        Ok((0, failed)) if failed.is_empty() => {}
-        Ok((requeued, failed)) => {
-            log::warn!(
-                "recovered abandoned jobs: {requeued} back in the queue, {} failed after too many attempts",
-                failed.len()
-            );
-            record_failures(shared, conn, &failed);
-            if requeued > 0 {
-                shared.wake();
-            }
-        }
-        Err(e) => log::warn!("janitor: recovering abandoned jobs failed: {e}"),
+    if let Err(e) = recover(shared, conn, own_prefix) {
+        log::warn!("janitor: recovering abandoned jobs failed: {e}");
     }
     // Only directories this service published come back; with store_gc
     // off they stay for the operator (a store shared with another server).
+    let config = shared.config();
     match jobs::delete_expired(conn, db::now_ms()) {
         Ok(dirs) if config.store_gc => {
             for dir in dirs {
@@ -128,7 +145,31 @@ pub fn sweep(shared: &QueueShared, conn: &mut Connection, own_prefix: Option<&st
         }
         Err(e) => log::warn!("janitor: expiring results failed: {e}"),
     }
-    remove_orphan_containers(shared, conn);
+}
+
+/// Requeue the jobs whose lease expired (or that `own_prefix`'s previous
+/// life left running), or fail them when out of attempts. Also what a
+/// worker calls after a panic, once it has ended its own lease.
+pub(crate) fn recover(
+    shared: &QueueShared,
+    conn: &mut Connection,
+    own_prefix: Option<&str>,
+) -> Result<(), DbError> {
+    let failure_expiry = db::now_ms() + shared.config().failure_ttl_seconds as i64 * 1000;
+    match jobs::recover_abandoned(conn, own_prefix, failure_expiry)? {
+        (0, failed) if failed.is_empty() => {}
+        (requeued, failed) => {
+            log::warn!(
+                "recovered abandoned jobs: {requeued} back in the queue, {} failed after too many attempts",
+                failed.len()
+            );
+            record_failures(shared, conn, &failed);
+            if requeued > 0 {
+                shared.wake();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Jobs failed by recovery end their build like a worker's failure would,
@@ -143,47 +184,6 @@ fn record_failures(shared: &QueueShared, conn: &Connection, job_ids: &[i64]) {
             false,
             0.0,
             job.detail,
-        );
-    }
-}
-
-fn remove_orphan_containers(shared: &QueueShared, conn: &Connection) {
-    let containers = match shared.runtime.list_by_label(LABEL_SERVICE) {
-        Ok(c) => c,
-        Err(e) => {
-            log::debug!("janitor: listing containers failed: {e}");
-            return;
-        }
-    };
-    if containers.is_empty() {
-        return;
-    }
-    let own_prefix = format!("{}/", shared.config().worker_id);
-    for c in containers {
-        let job = c.labels.get(LABEL_JOB).cloned().unwrap_or_default();
-        let worker = c.labels.get(LABEL_WORKER).cloned().unwrap_or_default();
-        // Ours: alive only while one of our workers holds the job. Another
-        // process's: only judged when our database knows the job (several
-        // services with separate databases may share one Podman).
-        let orphan = if worker.starts_with(&own_prefix) {
-            !shared.inflight.contains_hash(&job)
-        } else {
-            match jobs::job_activity(conn, &job) {
-                Ok(activity) => activity == jobs::JobActivity::Finished,
-                Err(e) => {
-                    log::warn!("janitor: reading job {job} failed: {e}");
-                    false
-                }
-            }
-        };
-        if !orphan {
-            continue;
-        }
-        stop_container(
-            shared.runtime.as_ref(),
-            &c,
-            Stop::KillAndRemove,
-            &format!("orphaned build (job {job}, worker {worker})"),
         );
     }
 }

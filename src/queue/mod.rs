@@ -1,19 +1,26 @@
 //! The job queue: enqueue rules, worker threads that claim jobs from SQLite
-//! and run the pipeline, and the janitor that expires results, renews leases
-//! and recovers what crashed.
+//! and run the pipeline, the janitor that expires results, renews leases
+//! and recovers what crashed, and the runtime monitor that checks Podman
+//! and removes containers nobody owns.
 
 pub mod control;
 mod disposition;
 mod inflight;
 pub mod janitor;
+pub mod monitor;
+pub mod runtime;
+mod supervise;
 mod worker;
 
 pub use inflight::InFlight;
 pub use janitor::{Janitor, spawn_janitor};
+pub use monitor::{Monitor, spawn_monitor};
+pub use runtime::{RuntimeHealth, RuntimeReport};
 pub use worker::spawn_workers;
 
 use crate::config::{Config, IntoLive, LiveConfig};
 use crate::container::{ContainerInfo, ContainerRuntime, job_label};
+use crate::faults::Faults;
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +43,10 @@ pub struct QueueShared {
     pub inflight: InFlight,
     /// Build outcomes go to the statistics writer through this.
     pub stats: crate::stats::Recorder,
+    /// Up or degraded, from the monitor's checks; workers claim only while up.
+    pub runtime_health: RuntimeHealth,
+    /// Test-only fault hooks; empty in production.
+    pub faults: Faults,
     pub stopping: AtomicBool,
     wake_tx: Sender<()>,
     wake_rx: Receiver<()>,
@@ -51,6 +62,7 @@ impl QueueShared {
         config: impl IntoLive,
         runtime: Arc<dyn ContainerRuntime>,
         stats: crate::stats::Recorder,
+        faults: Faults,
     ) -> Arc<QueueShared> {
         // Bounded: a burst of enqueues needs only as many tokens as workers.
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1024);
@@ -60,6 +72,8 @@ impl QueueShared {
             runtime,
             inflight: InFlight::default(),
             stats,
+            runtime_health: RuntimeHealth::new(),
+            faults,
             stopping: AtomicBool::new(false),
             wake_tx,
             wake_rx,
@@ -92,9 +106,11 @@ impl QueueShared {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Stop claiming new jobs and wake every idle worker so it notices.
+    /// Stop claiming new jobs and wake every idle worker so it notices,
+    /// including those waiting for the runtime to come back.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        self.runtime_health.release_waiters();
         for _ in 0..self.config().worker_concurrent {
             let _ = self.wake_tx.try_send(());
         }

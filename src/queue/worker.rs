@@ -1,20 +1,33 @@
-//! Worker threads: wait for a wake token (or the poll timeout, which covers
-//! jobs enqueued by another process on the same database), claim one job,
-//! run the pipeline, record the outcome.
+//! Worker threads: wait until the container runtime answers, then for a
+//! wake token (or the poll timeout, which covers jobs enqueued by another
+//! process on the same database), claim one job, run the pipeline, record
+//! the outcome.
+//!
+//! Each pass runs under `catch_unwind`: a panic anywhere (claim, build,
+//! record) is logged with the job, the job goes back to the queue through
+//! the lease recovery (or fails when out of attempts), and the thread
+//! carries on, so the pool stays at full size.
 
 use super::disposition::{Attempt, Disposition, disposition};
+use super::supervise::{Backoff, panic_message};
 use super::{LEASE, QueueShared, result_ttl_seconds};
 use crate::builder::{self, BuildFailure, BuildJob, BuildSuccess, FailureKind, Progress};
 use crate::config::Config;
 use crate::db::{self, DbError, jobs};
+use crate::faults::WorkerPoint;
 use crate::models::{BuildRequest, Phase};
 use crate::stats::BuildInfo;
 use crate::store;
 use rusqlite::Connection;
 use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// Pauses after a failed pass (database unavailable, a panic).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 pub fn spawn_workers(shared: &Arc<QueueShared>) -> std::io::Result<Vec<JoinHandle<()>>> {
     (0..shared.config().worker_concurrent)
@@ -28,36 +41,116 @@ pub fn spawn_workers(shared: &Arc<QueueShared>) -> std::io::Result<Vec<JoinHandl
         .collect()
 }
 
+/// The job a worker holds between its claim and the recorded outcome.
+struct Held {
+    job_id: i64,
+    request_hash: String,
+}
+
+/// What one pass did.
+enum Pass {
+    Built,
+    Idle,
+}
+
 fn worker_loop(shared: &QueueShared, name: &str) {
-    let mut conn = loop {
-        match db::open(&shared.config().database_path) {
-            Ok(c) => break c,
-            Err(e) => {
-                log::error!("{name}: {e}; retrying in 5 s");
-                if shared.is_stopping() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_secs(5));
-            }
-        }
-    };
     let poll = Duration::from_secs(shared.config().worker_poll_seconds.max(1));
+    let mut conn: Option<Connection> = None;
+    let mut retry = Backoff::new(RETRY_FIRST, RETRY_MAX);
     while !shared.is_stopping() {
-        match jobs::claim(&mut conn, name, LEASE.as_millis() as i64) {
-            Ok(Some(job)) => {
-                shared.job_changed(&job.request_hash);
-                run_job(shared, &mut conn, name, job)
-            }
-            Ok(None) => {
-                let _ = shared.wake_receiver().recv_timeout(poll);
-            }
-            Err(e) => {
-                log::warn!("{name}: claiming a job failed: {e}");
-                let _ = shared.wake_receiver().recv_timeout(Duration::from_secs(1));
-            }
+        if !shared.runtime_health.is_up() {
+            // Jobs stay queued while the runtime is away: no attempt is
+            // spent on a runtime that does not answer.
+            shared.runtime_health.wait_up(poll);
+            continue;
         }
+        let mut held: Option<Held> = None;
+        let pass = catch_unwind(AssertUnwindSafe(|| {
+            work_once(shared, &mut conn, name, &mut held)
+        }));
+        let pause = match pass {
+            Ok(Ok(Pass::Built)) => {
+                retry.reset();
+                continue;
+            }
+            Ok(Ok(Pass::Idle)) => {
+                retry.reset();
+                poll
+            }
+            Ok(Err(e)) => {
+                conn = None;
+                let pause = retry.next_pause();
+                log::warn!("{name}: {e}; trying again in {} s", pause.as_secs_f64());
+                pause
+            }
+            Err(panic) => {
+                // The connection may be mid-transaction: start afresh.
+                conn = None;
+                let message = panic_message(panic.as_ref()).to_string();
+                match held {
+                    Some(job) => {
+                        log::error!(
+                            "{name}: panicked while holding job {}: {message}; the job goes back to the queue",
+                            job.request_hash
+                        );
+                        release_after_panic(shared, name, &job);
+                    }
+                    None => log::error!("{name}: panicked outside a job: {message}"),
+                }
+                retry.next_pause()
+            }
+        };
+        // Any wake token (new work, shutdown) ends the pause early.
+        let _ = shared.wake_receiver().recv_timeout(pause);
     }
     log::debug!("{name} stopped");
+}
+
+/// Claim one job and build it; `held` names the job from the claim on.
+fn work_once(
+    shared: &QueueShared,
+    conn: &mut Option<Connection>,
+    name: &str,
+    held: &mut Option<Held>,
+) -> Result<Pass, DbError> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(db::open(&shared.config().database_path)?),
+    };
+    shared.faults.at_worker(name, WorkerPoint::Claim);
+    let Some(job) = jobs::claim(c, name, LEASE.as_millis() as i64)? else {
+        return Ok(Pass::Idle);
+    };
+    *held = Some(Held {
+        job_id: job.id,
+        request_hash: job.request_hash.clone(),
+    });
+    shared.job_changed(&job.request_hash);
+    shared
+        .faults
+        .at_worker(name, WorkerPoint::Claimed(&job.request_hash));
+    run_job(shared, c, name, job);
+    Ok(Pass::Built)
+}
+
+/// After a panic: forget the job, drop its staged files, and let the lease
+/// recovery requeue it (or fail it when out of attempts) at once instead of
+/// after its lease runs out. The container, if any, was removed by the
+/// pipeline's guard while the panic unwound.
+fn release_after_panic(shared: &QueueShared, name: &str, job: &Held) {
+    shared.inflight.remove(job.job_id);
+    store::discard(&store::staging_dir(&shared.config().store_path, name));
+    let released = db::open(&shared.config().database_path).and_then(|mut c| {
+        jobs::release_lease(&c, job.job_id, name)?;
+        super::janitor::recover(shared, &mut c, None)
+    });
+    match released {
+        Ok(()) => shared.wake(),
+        Err(e) => log::error!(
+            "{name}: could not release job {} ({e}); it is requeued when its lease runs out",
+            job.request_hash
+        ),
+    }
 }
 
 struct DbProgress<'a> {
@@ -70,6 +163,7 @@ struct DbProgress<'a> {
 
 impl Progress for DbProgress<'_> {
     fn phase(&self, phase: Phase) {
+        self.shared.job_changed(self.hash);
         if let Err(e) = jobs::set_phase(self.conn, self.job_id, phase) {
             log::warn!(
                 "job {}: recording phase {} failed: {e}",
@@ -77,7 +171,6 @@ impl Progress for DbProgress<'_> {
                 phase.as_str()
             );
         }
-        self.shared.job_changed(self.hash);
     }
 }
 
@@ -94,6 +187,14 @@ fn run_job(shared: &QueueShared, conn: &mut Connection, name: &str, job: jobs::J
     let aborted = shared.inflight.remove(job.id);
     store::discard(&build_job.staging_dir);
     let elapsed = started.elapsed();
+    if let Err(failure) = &outcome
+        && failure.kind == FailureKind::RuntimeLost
+    {
+        shared.runtime_health.lost(&failure.detail);
+    }
+    shared
+        .faults
+        .at_worker(name, WorkerPoint::Record(&job.request_hash));
     let stat = BuildInfo::of_request(&job.request_hash, request);
     let attempt = Attempt {
         number: job.attempts,

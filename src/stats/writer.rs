@@ -9,7 +9,7 @@ use crate::config::{Branch, Config, LiveConfig};
 use crate::db::{self, DbError};
 use crate::metrics::Metrics;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -174,7 +174,10 @@ pub fn apply_batch(
 ) -> Result<(), DbError> {
     let today = rollup::day_of(now_ms);
     let inc = rollup::fold(events, branches, today);
-    let tx = conn.transaction()?;
+    // IMMEDIATE: a deferred transaction that reads, then writes, gets
+    // SQLITE_BUSY at once (no busy wait) when another connection wrote
+    // meanwhile; taking the write lock first waits for it instead.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     refresh_recent_packages(&tx, today)?;
     insert_raw(&tx, events)?;
     upsert_rollups(&tx, &inc)?;
@@ -366,7 +369,7 @@ pub fn prune(conn: &mut Connection, config: &Config, now_ms: i64) -> Result<usiz
     let raw_before =
         now_ms.saturating_sub((config.stats_retention_days as i64).saturating_mul(rollup::DAY_MS));
     let day_before = today - config.stats_rollup_retention_days as i64;
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Spelled out so the (event, ts) index serves the range.
     let mut n = tx.execute(
         "DELETE FROM build_stats WHERE event IN \

@@ -24,6 +24,8 @@ pub struct Daemon {
     pub port: u16,
     pub dir: tempfile::TempDir,
     log: PathBuf,
+    /// From spawning the process to its first 200 on `/health`.
+    pub ready_after: Duration,
 }
 
 impl Daemon {
@@ -75,6 +77,7 @@ impl Daemon {
                 c
             }
         };
+        let spawned = Instant::now();
         let child = cmd
             .env_remove("ASU_SERVER_PORT")
             .stdin(Stdio::null())
@@ -87,19 +90,21 @@ impl Daemon {
             port,
             dir,
             log,
+            ready_after: Duration::ZERO,
         };
-        daemon.wait_ready();
+        daemon.ready_after = daemon.wait_ready(spawned);
         daemon
     }
 
-    fn wait_ready(&mut self) {
+    /// Polls `/health` until it answers 200; returns the time since `spawned`.
+    fn wait_ready(&mut self, spawned: Instant) -> Duration {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.get("/health").is_some_and(|(s, _)| s == 200) {
-                return;
+                return spawned.elapsed();
             }
             assert!(self.alive(), "daemon exited early:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(1));
         }
         panic!(
             "daemon did not answer on port {}:\n{}",

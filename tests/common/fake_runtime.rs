@@ -16,7 +16,8 @@
 //!
 //! Knobs (atomics, flip them at any time): `unreachable`, `image_missing`,
 //! `wrong_revision`, `apk` (read when a container is created),
-//! `kill_make_image`, and `set_slow`.
+//! `kill_make_image`, `lose_execs`, `hold_make_image`, and `set_slow`;
+//! `making_images` counts the `make image` runs in progress.
 
 #![allow(dead_code)]
 
@@ -27,7 +28,7 @@ use asu_builder::container::{
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub const INFO: &str = include_str!("../fixtures/imagebuilder/info.txt");
@@ -128,6 +129,14 @@ pub struct FakeRuntime {
     pub apk: AtomicBool,
     /// `make image` exits 137 as if the container had been killed.
     pub kill_make_image: AtomicBool,
+    /// While set, every `make image` waits (until cleared, or its
+    /// container is killed or removed).
+    pub hold_make_image: AtomicBool,
+    /// How many `make image` execs are running right now.
+    pub making_images: AtomicUsize,
+    /// This many of the next execs fail as if the runtime went away
+    /// mid-build, while pings keep answering.
+    pub lose_execs: AtomicUsize,
     slow: Mutex<Duration>,
     state: Mutex<State>,
 }
@@ -182,6 +191,9 @@ impl FakeRuntime {
             wrong_revision: AtomicBool::new(false),
             apk: AtomicBool::new(false),
             kill_make_image: AtomicBool::new(false),
+            lose_execs: AtomicUsize::new(0),
+            hold_make_image: AtomicBool::new(false),
+            making_images: AtomicUsize::new(0),
             slow: Mutex::new(Duration::from_secs(2)),
             state: Mutex::new(State::default()),
         }
@@ -214,6 +226,12 @@ impl FakeRuntime {
     }
 
     // ---- inspection -------------------------------------------------------
+
+    /// How many health checks (pings) the runtime has answered or refused.
+    pub fn pings(&self) -> usize {
+        let st = self.state.lock().unwrap();
+        st.calls.iter().filter(|c| **c == Call::Ping).count()
+    }
 
     pub fn calls(&self) -> Vec<Call> {
         self.state.lock().unwrap().calls.clone()
@@ -389,6 +407,12 @@ impl FakeRuntime {
         }
         let packages = packages_of(cmd);
         let has = |p: &str| packages.iter().any(|x| x == p);
+        while self.hold_make_image.load(Ordering::SeqCst) {
+            if self.running(id).is_err() {
+                return out(137, "", "");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         if has("slow-pkg") {
             let until = Instant::now() + *self.slow.lock().unwrap();
             while Instant::now() < until {
@@ -544,9 +568,15 @@ impl ContainerRuntime for FakeRuntime {
             .iter()
             .any(|c| c.spec.name == spec.name && !c.removed)
         {
+            // Podman 4's answer (newer versions say 409).
             return Err(ContainerError::Api {
-                status: 409,
-                message: format!("the container name \"{}\" is already in use", spec.name),
+                status: 500,
+                message: format!(
+                    "create container {0}: creating container storage: the container name \"{0}\" \
+                     is already in use by {1}. You have to remove that container to be able to reuse \
+                     that name: that name is already in use",
+                    spec.name, "0123456789ab"
+                ),
             });
         }
         st.next_id += 1;
@@ -592,6 +622,14 @@ impl ContainerRuntime for FakeRuntime {
             id: id.into(),
             req: req.clone(),
         })?;
+        let lose = |n: usize| n.checked_sub(1);
+        if self
+            .lose_execs
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, lose)
+            .is_ok()
+        {
+            return Err(unreachable_err());
+        }
         let apk = self.running(id)?;
         let workdir = req.workdir.clone().unwrap_or_else(|| "/builder".into());
         let cmd = &req.cmd;
@@ -599,7 +637,12 @@ impl ContainerRuntime for FakeRuntime {
         let result = match args.as_slice() {
             ["make", "info"] => out(0, self.info_text(apk), ""),
             ["make", "manifest", ..] => self.make_manifest(apk, cmd),
-            ["make", "image", ..] => self.make_image(id, apk, cmd),
+            ["make", "image", ..] => {
+                self.making_images.fetch_add(1, Ordering::SeqCst);
+                let r = self.make_image(id, apk, cmd);
+                self.making_images.fetch_sub(1, Ordering::SeqCst);
+                r
+            }
             ["sh", "setup.sh"] => out(0, "Downloading ImageBuilder (fake)\n", ""),
             ["sh", "-c", script, _argv0, images @ ..] if script.contains("usign") => {
                 let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();

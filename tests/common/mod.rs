@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod fake_runtime;
 pub mod fake_upstream;
 pub mod http;
+pub mod podman_proxy;
 pub mod podman_service;
 pub mod reference_store;
 pub mod rng;

@@ -30,6 +30,20 @@ impl Service {
         run_script(&["start", self.dir_str()])
     }
 
+    /// Stop the service process only: running containers stay.
+    pub fn halt(&self) -> Result<String, String> {
+        run_script(&["halt", self.dir_str()])
+    }
+
+    /// SIGSTOP the service: it accepts connections and never answers.
+    pub fn freeze(&self) -> Result<String, String> {
+        run_script(&["freeze", self.dir_str()])
+    }
+
+    pub fn thaw(&self) -> Result<String, String> {
+        run_script(&["thaw", self.dir_str()])
+    }
+
     /// Build (or reuse) fake ImageBuilder images in this service's storage.
     pub fn image(&self, tags: &[&str]) -> Result<String, String> {
         let mut args = vec!["image", self.dir_str()];

@@ -7,6 +7,10 @@
 #                               with --owner, purge DIR when process PID exits
 #   service.sh purge DIR        stop, wait for lingering conmons, unmount, delete DIR
 #   service.sh stop DIR         remove our containers, stop that service
+#   service.sh halt DIR         stop the service only (SIGTERM, like systemctl stop):
+#                               running containers stay, as in production
+#   service.sh freeze DIR       SIGSTOP the service: it accepts and never answers
+#   service.sh thaw DIR         SIGCONT it
 #   service.sh image DIR [TAG…] build the fake ImageBuilder image into DIR's storage
 #   service.sh status DIR       exit 0 when the service in DIR answers
 #
@@ -263,6 +267,33 @@ cmd_stop() {
     rm -f "$sock" "$dir/pid"
 }
 
+# The service process alone: its containers (children of conmon) keep running.
+cmd_halt() {
+    [ $# -ge 1 ] || die "usage: service.sh halt DIR"
+    local dir pid i
+    [ -d "$1" ] || return 0
+    dir=$(cd "$1" && pwd)
+    if pid=$(service_pid "$dir"); then
+        kill -CONT "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+        log "halted (pid $pid); containers left running"
+    fi
+    rm -f "$(sock_of "$dir")" "$dir/pid"
+}
+
+cmd_signal() {
+    local sig=$1 dir pid
+    [ $# -ge 2 ] || die "usage: service.sh freeze|thaw DIR"
+    dir=$(cd "$2" && pwd)
+    pid=$(service_pid "$dir") || die "no service running in $dir"
+    kill "-$sig" "$pid"
+}
+
 cmd_status() {
     [ $# -ge 1 ] || die "usage: service.sh status DIR"
     ping_dir "$1"
@@ -370,13 +401,16 @@ cmd_image() {
 }
 
 main() {
-    [ $# -ge 1 ] || die "usage: service.sh install|start DIR [--owner PID]|stop DIR|image DIR [TAG...]|status DIR|purge DIR"
+    [ $# -ge 1 ] || die "usage: service.sh install|start DIR [--owner PID]|stop DIR|halt DIR|freeze DIR|thaw DIR|image DIR [TAG...]|status DIR|purge DIR"
     local cmd=$1
     shift
     case "$cmd" in
     install) cmd_install "$@" ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    halt) cmd_halt "$@" ;;
+    freeze) cmd_signal STOP "$@" ;;
+    thaw) cmd_signal CONT "$@" ;;
     image) cmd_image "$@" ;;
     status) cmd_status "$@" ;;
     purge) cmd_purge "$@" ;;

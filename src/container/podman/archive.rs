@@ -124,8 +124,8 @@ impl<R: Read> Read for TrackedReader<R> {
 pub enum ExtractError {
     /// The archive is malicious or malformed.
     Unsafe(String),
-    /// Writing locally failed (disk full, permissions, …).
-    Local(String),
+    /// Writing locally failed (disk full, permissions, …), and the kind.
+    Local(String, io::ErrorKind),
     /// Reading the archive failed (see [`TrackedReader`] to tell the
     /// transport's failures from tar parse errors).
     Read(io::Error),
@@ -139,7 +139,7 @@ pub enum ExtractError {
 /// before it stay in `dest`, so the caller should discard `dest` on error.
 pub fn extract<R: Read>(reader: R, dest: &Path, max_bytes: u64) -> Result<u64, ExtractError> {
     let local = |what: &str, p: &Path, e: io::Error| {
-        ExtractError::Local(format!("{what} {}: {e}", p.display()))
+        ExtractError::Local(format!("{what} {}: {e}", p.display()), e.kind())
     };
     fs::create_dir_all(dest).map_err(|e| local("creating", dest, e))?;
     let mut archive = tar::Archive::new(reader);

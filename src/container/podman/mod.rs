@@ -3,12 +3,15 @@
 //! Synchronous: one blocking ureq agent with a Unix-socket transport
 //! (`uds`). Connections are pooled; a pooled connection that the service
 //! closed (restart) is detected before reuse and replaced. Exec sessions
-//! are close-delimited streams and always use a fresh connection.
+//! are close-delimited streams and always use a fresh connection, and so
+//! does the health check (`ping`), so that it fails when new connections
+//! do. Every call has a deadline (`Timeouts`).
 
 mod archive;
 mod demux;
 mod errors;
 mod spec;
+mod timeouts;
 mod uds;
 
 use std::io::{self, BufReader, Read};
@@ -17,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use ureq::http::Response;
-use ureq::{Agent, Body};
+use ureq::typestate::{WithBody, WithoutBody};
+use ureq::{Agent, Body, RequestBuilder};
 
 use super::{
     ContainerError, ContainerInfo, ContainerRuntime, ContainerSpec, ExecOutput, ExecRequest,
@@ -28,28 +32,25 @@ use demux::TailBuffer;
 use errors::ERROR_BODY_LIMIT;
 pub use spec::RLimits;
 use spec::{PullOutcome, path_segment};
+pub use timeouts::Timeouts;
 
 /// Base of every call. The host is a placeholder (never resolved); v4.0.0
 /// is libpod's minimum API version, accepted by every 4.x/5.x service.
 const API: &str = "http://d/v4.0.0/libpod";
 
-/// Default bound on one image pull (multi-hundred-MB ImageBuilder images).
-const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Default cap on each of stdout/stderr kept from one exec.
 const DEFAULT_EXEC_OUTPUT_CAP: usize = 4 * 1024 * 1024;
 /// Default cap on the bytes one `copy_out` may write (disk protection).
 const DEFAULT_COPY_LIMIT: u64 = 8 * 1024 * 1024 * 1024;
-/// How long a non-streaming call may take to answer. Generous: a create or
-/// remove can be slow on a loaded host, but must not hang forever.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// Longest silence tolerated inside an archive download.
-const ARCHIVE_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Client for one podman service socket.
 pub struct Podman {
     socket: PathBuf,
     agent: Agent,
-    pull_timeout: Duration,
+    /// For the health check: never pooled, so each ping proves that a new
+    /// connection can be made, as every build's exec needs one.
+    probe: Agent,
+    timeouts: Timeouts,
     exec_output_cap: usize,
     copy_limit: u64,
     rlimits: Option<RLimits>,
@@ -99,27 +100,58 @@ impl Podman {
     /// A client for the service listening on `socket_path`. No I/O happens
     /// until the first call.
     pub fn new(socket_path: &Path) -> Podman {
-        let config = Agent::config_builder()
-            // 404/409/304 are answers we handle, not errors.
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(5)))
-            .timeout_send_request(Some(CALL_TIMEOUT))
-            .timeout_recv_response(Some(CALL_TIMEOUT))
-            .user_agent("asu-builder")
-            .build();
+        let timeouts = Timeouts::default();
         Podman {
             socket: socket_path.to_path_buf(),
-            agent: uds::agent(socket_path, config),
-            pull_timeout: DEFAULT_PULL_TIMEOUT,
+            agent: Self::agent(socket_path, &timeouts, true),
+            probe: Self::agent(socket_path, &timeouts, false),
+            timeouts,
             exec_output_cap: DEFAULT_EXEC_OUTPUT_CAP,
             copy_limit: DEFAULT_COPY_LIMIT,
             rlimits: None,
         }
     }
 
+    /// Every call sets its own deadline (`Timeouts`); the agent's global
+    /// one is only the backstop for a call that forgot.
+    fn agent(socket_path: &Path, timeouts: &Timeouts, pooled: bool) -> Agent {
+        let mut config = Agent::config_builder();
+        if !pooled {
+            config = config
+                .max_idle_connections(0)
+                .max_idle_connections_per_host(0);
+        }
+        let config = config
+            // 404/409/304 are answers we handle, not errors.
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.change))
+            .user_agent("asu-builder")
+            .build();
+        uds::agent(socket_path, config)
+    }
+
+    /// Replace every deadline.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Podman {
+        self.agent = Self::agent(&self.socket, &timeouts, true);
+        self.probe = Self::agent(&self.socket, &timeouts, false);
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// Upper bound on one image pull, stream included.
     pub fn with_pull_timeout(mut self, timeout: Duration) -> Podman {
-        self.pull_timeout = timeout;
+        self.timeouts.pull = timeout;
+        self
+    }
+
+    /// Upper bound on one exec session, its output stream included.
+    pub fn with_exec_timeout(mut self, timeout: Duration) -> Podman {
+        self.timeouts.exec = timeout;
         self
     }
 
@@ -156,6 +188,29 @@ impl Podman {
 
     fn url(path: &str) -> String {
         format!("{API}{path}")
+    }
+
+    // One builder per method; each call names its deadline, answer body
+    // included (`timeout_global`).
+
+    fn get(&self, path: &str, deadline: Duration) -> RequestBuilder<WithoutBody> {
+        let r = self.agent.get(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn delete(&self, path: &str, deadline: Duration) -> RequestBuilder<WithoutBody> {
+        let r = self.agent.delete(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn post(&self, path: &str, deadline: Duration) -> RequestBuilder<WithBody> {
+        let r = self.agent.post(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
+    }
+
+    fn put(&self, path: &str, deadline: Duration) -> RequestBuilder<WithBody> {
+        let r = self.agent.put(Self::url(path));
+        r.config().timeout_global(Some(deadline)).build()
     }
 
     /// Every call goes through here: `sent` is the request as sent, its
@@ -216,8 +271,9 @@ impl Podman {
     /// Id of the locally stored image `image`, `None` when absent.
     fn local_image_id(&self, image: &str) -> Result<Option<String>, ContainerError> {
         let what = format!("inspect image {image}");
-        let url = Self::url(&format!("/images/{}/json", path_segment(image)));
-        let resp = self.call(&what, self.agent.get(url).call(), &[200, 404])?;
+        let path = format!("/images/{}/json", path_segment(image));
+        let sent = self.get(&path, self.timeouts.query).call();
+        let resp = self.call(&what, sent, &[200, 404])?;
         if resp.status().as_u16() == 404 {
             Self::drain(resp);
             return Ok(None);
@@ -231,14 +287,9 @@ impl Podman {
     fn pull(&self, image: &str) -> Result<PullOutcome, ContainerError> {
         let what = format!("pull {image}");
         let sent = self
-            .agent
-            .post(Self::url("/images/pull"))
+            .post("/images/pull", self.timeouts.pull)
             .query("reference", image)
             .query("policy", "always")
-            .config()
-            .timeout_global(Some(self.pull_timeout))
-            .timeout_recv_response(Some(self.pull_timeout))
-            .build()
             .send_empty();
         let resp = self.call(&what, sent, &[200])?;
         let reader = BufReader::new(resp.into_body().into_reader());
@@ -247,15 +298,22 @@ impl Podman {
 
     fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect, ContainerError> {
         let what = format!("inspect exec {exec_id}");
-        let url = Self::url(&format!("/exec/{}/json", path_segment(exec_id)));
-        let resp = self.call(&what, self.agent.get(url).call(), &[200])?;
+        let path = format!("/exec/{}/json", path_segment(exec_id));
+        let resp = self.call(&what, self.get(&path, self.timeouts.query).call(), &[200])?;
         self.json(&what, resp)
     }
 }
 
 impl ContainerRuntime for Podman {
     fn ping(&self) -> Result<String, ContainerError> {
-        let resp = self.call("ping", self.agent.get(Self::url("/_ping")).call(), &[200])?;
+        let sent = self
+            .probe
+            .get(Self::url("/_ping"))
+            .config()
+            .timeout_global(Some(self.timeouts.ping))
+            .build()
+            .call();
+        let resp = self.call("ping", sent, &[200])?;
         let header = resp
             .headers()
             .get("Libpod-Api-Version")
@@ -265,11 +323,8 @@ impl ContainerRuntime for Podman {
         if let Some(v) = header {
             return Ok(v);
         }
-        let resp = self.call(
-            "version",
-            self.agent.get(Self::url("/version")).call(),
-            &[200],
-        )?;
+        let sent = self.get("/version", self.timeouts.ping).call();
+        let resp = self.call("version", sent, &[200])?;
         Ok(self.json::<VersionBody>("version", resp)?.version)
     }
 
@@ -305,14 +360,14 @@ impl ContainerRuntime for Podman {
 
     fn ensure_network(&self, name: &str) -> Result<(), ContainerError> {
         let what = format!("network {name}");
-        let url = Self::url(&format!("/networks/{}/exists", path_segment(name)));
-        if self.call_drained(&what, self.agent.get(url).call(), &[204, 404])? == 204 {
+        let path = format!("/networks/{}/exists", path_segment(name));
+        let sent = self.get(&path, self.timeouts.query).call();
+        if self.call_drained(&what, sent, &[204, 404])? == 204 {
             return Ok(());
         }
         let what = format!("create network {name}");
         let sent = self
-            .agent
-            .post(Self::url("/networks/create"))
+            .post("/networks/create", self.timeouts.change)
             .send_json(serde_json::json!({"name": name, "driver": "bridge"}));
         // 409: another worker created it in between; that is the goal.
         self.call_drained(&what, sent, &[200, 201, 409])?;
@@ -323,8 +378,7 @@ impl ContainerRuntime for Podman {
         let what = format!("create container {}", spec.name);
         let body = spec::create_body(spec, self.rlimits);
         let sent = self
-            .agent
-            .post(Self::url("/containers/create"))
+            .post("/containers/create", self.timeouts.change)
             .send_json(&body);
         let resp = self.call(&what, sent, &[200, 201])?;
         Ok(self.json::<IdBody>(&what, resp)?.id)
@@ -332,27 +386,33 @@ impl ContainerRuntime for Podman {
 
     fn start(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("start container {id}");
-        let url = Self::url(&format!("/containers/{}/start", path_segment(id)));
+        let path = format!("/containers/{}/start", path_segment(id));
+        let sent = self.post(&path, self.timeouts.change).send_empty();
         // 304: already running.
-        self.call_drained(&what, self.agent.post(url).send_empty(), &[200, 204, 304])?;
+        self.call_drained(&what, sent, &[200, 204, 304])?;
         Ok(())
     }
 
     fn exec(&self, id: &str, req: &ExecRequest) -> Result<ExecOutput, ContainerError> {
         let what = format!("exec {:?} in {id}", req.cmd);
-        let url = Self::url(&format!("/containers/{}/exec", path_segment(id)));
-        let sent = self.agent.post(url).send_json(spec::exec_create_body(req));
+        let path = format!("/containers/{}/exec", path_segment(id));
+        let sent = self
+            .post(&path, self.timeouts.query)
+            .send_json(spec::exec_create_body(req));
         let resp = self.call(&what, sent, &[200, 201])?;
         let exec_id = self.json::<IdBody>(&what, resp)?.id;
 
         // The answer is a hijacked stream: 200, no length, frames until the
         // service closes the socket. No Upgrade headers (podman would answer
         // 101) and a JSON body is mandatory. No read timeout: a build step
-        // may be silent for long; the container's own timeout bounds it.
-        let url = Self::url(&format!("/exec/{}/start", path_segment(&exec_id)));
+        // may be silent for long. The session as a whole is bounded (the
+        // container's own timeout normally ends it first).
+        let path = format!("/exec/{}/start", path_segment(&exec_id));
         let sent = self
-            .agent
-            .post(url)
+            .post(&path, self.timeouts.exec)
+            .config()
+            .timeout_recv_response(Some(self.timeouts.change))
+            .build()
             .send_json(serde_json::json!({"Detach": false, "Tty": false}));
         let resp = self.call(&what, sent, &[200])?;
         let mut stdout = TailBuffer::new(self.exec_output_cap);
@@ -396,12 +456,9 @@ impl ContainerRuntime for Podman {
         let tar = archive::build_tar(files)?;
         // The content type matters: with a form type podman extracts
         // nothing and still answers 200.
+        let path = format!("/containers/{}/archive", path_segment(id));
         let sent = self
-            .agent
-            .put(Self::url(&format!(
-                "/containers/{}/archive",
-                path_segment(id)
-            )))
+            .put(&path, self.timeouts.change)
             .query("path", dest_dir)
             .header("Content-Type", "application/x-tar")
             .send(&tar[..]);
@@ -414,15 +471,13 @@ impl ContainerRuntime for Podman {
         // "<dir>/." makes the archive hold the directory's contents, not a
         // top-level entry named after it.
         let src = format!("{}/.", src_dir.trim_end_matches('/'));
+        let path = format!("/containers/{}/archive", path_segment(id));
         let sent = self
-            .agent
-            .get(Self::url(&format!(
-                "/containers/{}/archive",
-                path_segment(id)
-            )))
+            .get(&path, self.timeouts.archive)
             .query("path", &src)
             .config()
-            .timeout_per_read(Some(ARCHIVE_READ_TIMEOUT))
+            .timeout_recv_response(Some(self.timeouts.change))
+            .timeout_per_read(Some(self.timeouts.archive_silence))
             .build()
             .call();
         let resp = self.call(&what, sent, &[200])?;
@@ -438,7 +493,11 @@ impl ContainerRuntime for Podman {
             Err(ExtractError::Unsafe(m)) => {
                 Err(ContainerError::UnsafeArchive(format!("{what}: {m}")))
             }
-            Err(ExtractError::Local(m)) => Err(ContainerError::Io(format!("{what}: {m}"))),
+            Err(ExtractError::Local(
+                m,
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded,
+            )) => Err(ContainerError::StoreFull(format!("{what}: {m}"))),
+            Err(ExtractError::Local(m, _)) => Err(ContainerError::Io(format!("{what}: {m}"))),
             Err(ExtractError::Read(e)) => match body.failure.take() {
                 Some(transport) => Err(errors::io(&self.socket, &what, transport)),
                 None => Err(ContainerError::UnsafeArchive(format!(
@@ -450,9 +509,9 @@ impl ContainerRuntime for Podman {
 
     fn kill(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("kill container {id}");
+        let path = format!("/containers/{}/kill", path_segment(id));
         let sent = self
-            .agent
-            .post(Self::url(&format!("/containers/{}/kill", path_segment(id))))
+            .post(&path, self.timeouts.change)
             .query("signal", "SIGKILL")
             .send_empty();
         match self.call_drained(&what, sent, &[200, 204, 404]) {
@@ -467,9 +526,9 @@ impl ContainerRuntime for Podman {
 
     fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let what = format!("remove container {id}");
+        let path = format!("/containers/{}", path_segment(id));
         let sent = self
-            .agent
-            .delete(Self::url(&format!("/containers/{}", path_segment(id))))
+            .delete(&path, self.timeouts.change)
             .query("force", "true")
             .query("volumes", "true")
             .query("timeout", "0")
@@ -481,8 +540,7 @@ impl ContainerRuntime for Podman {
     fn list_by_label(&self, label: &str) -> Result<Vec<ContainerInfo>, ContainerError> {
         let what = format!("list containers labelled {label}");
         let sent = self
-            .agent
-            .get(Self::url("/containers/json"))
+            .get("/containers/json", self.timeouts.query)
             .query("all", "true")
             .query("filters", spec::label_filter(label))
             .call();
@@ -505,21 +563,4 @@ impl ContainerRuntime for Podman {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_for_a_missing_socket_are_unreachable() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = Podman::new(&dir.path().join("none.sock"));
-        match p.ping() {
-            Err(ContainerError::Unreachable { socket, reason }) => {
-                assert!(socket.ends_with("none.sock"));
-                assert!(reason.contains("No such file"), "{reason}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        // Reported as retryable.
-        assert!(p.ping().unwrap_err().is_retryable());
-    }
-}
+mod tests;

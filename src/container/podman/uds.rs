@@ -63,10 +63,11 @@ impl<In: Transport> Connector<In> for UnixConnector {
         details: &ConnectionDetails,
         _chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
-        // Connecting to a local socket either succeeds or fails at once
-        // (missing file, nobody listening), so no connect timeout is needed.
-        let stream = UnixStream::connect(&self.path)?;
         let config = details.config;
+        // The connect budget: `timeout_connect`, capped by what is left of
+        // the call's global deadline.
+        let limit = socket_timeout(details.timeout)?;
+        let stream = connect(&self.path, limit).map_err(|e| io_error(e, details.timeout.reason))?;
         let transport = UnixTransport {
             stream: Arc::new(SharedStream(stream)),
             buffers: LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size()),
@@ -79,6 +80,19 @@ impl<In: Transport> Connector<In> for UnixConnector {
         (details.register_shutdown)(handle)?;
         Ok(Some(transport))
     }
+}
+
+/// Connect to the socket at `path` within `limit`. A missing file or a
+/// socket nobody listens on fails at once, but a service that stopped
+/// accepting (hung, its backlog full) would hold a blocking `connect` for
+/// ever: Linux bounds it by the socket's send timeout, so set that first.
+fn connect(path: &Path, limit: Option<time::Duration>) -> io::Result<UnixStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_write_timeout(limit.filter(|t| !t.is_zero()))?;
+    socket.connect(&SockAddr::unix(path)?)?;
+    socket.set_write_timeout(None)?;
+    Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket)))
 }
 
 struct SharedStream(UnixStream);
@@ -253,6 +267,25 @@ mod tests {
             Err(Error::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::NotFound),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_service_that_stopped_accepting_times_out_on_connect() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("s.sock");
+        // Backlog 0: the kernel queues one connection, then connects block.
+        let listener =
+            socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        listener
+            .bind(&socket2::SockAddr::unix(&sock).unwrap())
+            .unwrap();
+        listener.listen(0).unwrap();
+        let _queued = UnixStream::connect(&sock).unwrap();
+        let cfg = Agent::config_builder()
+            .timeout_connect(Some(time::Duration::from_millis(200)))
+            .build();
+        let r = agent(&sock, cfg).get("http://d/x").call();
+        assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     }
 
     #[test]
