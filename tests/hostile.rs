@@ -278,6 +278,70 @@ fn accept_survives_running_out_of_descriptors() {
     );
 }
 
+fn post(d: &Daemon, body: &[u8]) -> (String, bool) {
+    let mut raw = format!(
+        "POST /api/v1/build HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    d.exchange(&raw, Duration::from_secs(30))
+}
+
+#[test]
+fn finding_6_a_request_with_endless_problems_gets_a_small_422() {
+    let mut d = daemon();
+    // The reproducer: 700 KB of ["a b"] × 100000 is over the body limit.
+    let items = vec!["\"a b\""; 100_000].join(",");
+    let body = format!(r#"{{"version":"1","target":"a/b","profile":"p","packages":[{items}]}}"#);
+    let (answer, _) = post(&d, body.as_bytes());
+    assert_eq!(
+        status_of(&answer),
+        Some(413),
+        "{}",
+        &answer[..answer.len().min(300)]
+    );
+    // Under the limit: ten times ~250 KB of invalid names, each answered
+    // with a 422 that lists 20 problems and counts the rest.
+    let items = vec!["\"a b\""; 40_000].join(",");
+    let body = format!(r#"{{"version":"1","target":"a/b","profile":"p","packages":[{items}]}}"#);
+    assert!(body.len() < 256 * 1024);
+    let mut largest = 0;
+    for _ in 0..10 {
+        let (answer, _) = post(&d, body.as_bytes());
+        assert_eq!(
+            status_of(&answer),
+            Some(422),
+            "{}",
+            &answer[..answer.len().min(300)]
+        );
+        largest = largest.max(answer.len());
+    }
+    // Within the item bound, every item wrong: 20 listed, the rest counted.
+    let items = vec!["\"a b\""; 1000].join(",");
+    let body = format!(r#"{{"version":"1","target":"a/b","profile":"p","packages":[{items}]}}"#);
+    let (answer, _) = post(&d, body.as_bytes());
+    assert_eq!(status_of(&answer), Some(422));
+    assert!(answer.contains("\"errors_not_listed\":980"), "{answer}");
+    largest = largest.max(answer.len());
+    // And as many valid names as fit: one "too many items" problem.
+    let items: Vec<String> = (0..20_000).map(|i| format!("\"p{i}\"")).collect();
+    let body = format!(
+        r#"{{"version":"1","target":"a/b","profile":"p","packages":[{}]}}"#,
+        items.join(",")
+    );
+    let (answer, _) = post(&d, body.as_bytes());
+    assert_eq!(status_of(&answer), Some(422));
+    assert!(answer.contains("too_long"), "{answer}");
+    largest = largest.max(answer.len());
+    eprintln!("[measure] finding 6: largest answer {largest} bytes (head included)");
+    assert!(
+        largest < 8 * 1024,
+        "a {largest}-byte answer to a bad request"
+    );
+    assert_healthy(&mut d, "finding 6");
+}
+
 #[test]
 fn finding_7_content_length_with_chunked_is_refused_not_smuggled() {
     let mut d = daemon();

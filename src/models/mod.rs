@@ -4,6 +4,7 @@
 pub mod bounds;
 mod parse;
 mod patterns;
+mod sizes;
 mod unprocessable;
 
 pub use parse::{FILESYSTEMS, Limits, parse_build_request};

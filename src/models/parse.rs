@@ -341,6 +341,20 @@ pub fn parse_build_request(body: &[u8], limits: Limits) -> Result<BuildRequest, 
             "missing",
         ));
     }
+    // Lists over their bounds are refused from a counting pass alone.
+    if let Some(over) = super::sizes::overflows(body)
+        && !over.is_empty()
+    {
+        let errors = over
+            .into_iter()
+            .map(|(key, what, n, max)| FieldError {
+                loc: loc(&[key]),
+                msg: format!("{what} should have at most {max} items after validation, not {n}"),
+                kind: "too_long",
+            })
+            .collect();
+        return Err(Unprocessable { errors, omitted: 0 });
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         Unprocessable::single(
             vec![Value::from("body"), Value::from(e.column())],
