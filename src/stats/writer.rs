@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -57,21 +58,54 @@ pub fn start_writer(
     config: Arc<LiveConfig>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<(Writer, Recorder)> {
-    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let backlog = Arc::new(AtomicUsize::new(0));
+    let inbox = Inbox {
+        rx,
+        backlog: Arc::clone(&backlog),
+    };
     let thread_metrics = Arc::clone(&metrics);
     let handle = std::thread::Builder::new()
         .name("stats-writer".into())
-        .spawn(move || run(&config, &thread_metrics, &rx))?;
+        .spawn(move || run(&config, &thread_metrics, &inbox))?;
     Ok((
         Writer {
             tx: tx.clone(),
             handle: Some(handle),
         },
-        Recorder::new(tx, metrics),
+        Recorder::new(tx, backlog, CHANNEL_CAPACITY, metrics),
     ))
 }
 
-fn open(config: &Config, rx: &Receiver<Msg>) -> Option<Connection> {
+/// The writer's end of the channel: every event taken out frees a place in
+/// the recorders' `backlog`.
+struct Inbox {
+    rx: Receiver<Msg>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    fn taken(&self, msg: Msg) -> Msg {
+        if matches!(msg, Msg::Event(_)) {
+            self.backlog.fetch_sub(1, Ordering::AcqRel);
+        }
+        msg
+    }
+
+    fn recv_deadline(&self, deadline: Instant) -> Result<Msg, RecvTimeoutError> {
+        self.rx.recv_deadline(deadline).map(|m| self.taken(m))
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<Msg, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout).map(|m| self.taken(m))
+    }
+
+    fn try_recv(&self) -> Result<Msg, crossbeam_channel::TryRecvError> {
+        self.rx.try_recv().map(|m| self.taken(m))
+    }
+}
+
+fn open(config: &Config, rx: &Inbox) -> Option<Connection> {
     loop {
         match db::open(&config.database_path) {
             Ok(c) => return Some(c),
@@ -94,7 +128,7 @@ fn open(config: &Config, rx: &Receiver<Msg>) -> Option<Connection> {
     }
 }
 
-fn run(live: &LiveConfig, metrics: &Metrics, rx: &Receiver<Msg>) {
+fn run(live: &LiveConfig, metrics: &Metrics, rx: &Inbox) {
     let Some(mut conn) = open(&live.get(), rx) else {
         return;
     };

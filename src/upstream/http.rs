@@ -2,6 +2,7 @@
 //! validators, mapped onto a small outcome type the cache understands.
 
 use super::UpstreamError;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Validators of a cached copy, sent so an unchanged file costs a 304.
@@ -31,23 +32,37 @@ pub trait Fetcher: Send + Sync {
 }
 
 /// ureq-backed fetcher with hard time limits: a slow upstream must not pin
-/// handler threads for long.
+/// handler threads for long. The agent (and with it the TLS stack) is made
+/// at the first fetch: a server that has not been asked anything yet does
+/// not carry it in memory.
 pub struct HttpFetcher {
-    agent: ureq::Agent,
+    agent: OnceLock<ureq::Agent>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
     max_body: u64,
 }
 
 impl HttpFetcher {
     pub fn new(connect_timeout: Duration, request_timeout: Duration, max_body: u64) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(connect_timeout))
-            .timeout_global(Some(request_timeout))
-            // Statuses are data here (404 means "not there"), not errors.
-            .http_status_as_error(false)
-            .user_agent(concat!("asu-builder/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        HttpFetcher { agent, max_body }
+        HttpFetcher {
+            agent: OnceLock::new(),
+            connect_timeout,
+            request_timeout,
+            max_body,
+        }
+    }
+
+    fn agent(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            ureq::Agent::config_builder()
+                .timeout_connect(Some(self.connect_timeout))
+                .timeout_global(Some(self.request_timeout))
+                // Statuses are data here (404 means "not there"), not errors.
+                .http_status_as_error(false)
+                .user_agent(concat!("asu-builder/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .new_agent()
+        })
     }
 }
 
@@ -75,7 +90,7 @@ fn map_error(url: &str, err: ureq::Error, limit: u64) -> UpstreamError {
 
 impl Fetcher for HttpFetcher {
     fn fetch(&self, url: &str, validators: &Validators) -> Result<Reply, UpstreamError> {
-        let mut req = self.agent.get(url);
+        let mut req = self.agent().get(url);
         if let Some(etag) = &validators.etag {
             req = req.header("If-None-Match", etag);
         }
